@@ -1,0 +1,44 @@
+# Two commands from a fresh clone: `make run` and `make test` (see README).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_URL ?= postgres://root@127.0.0.1:5432/stayy
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+export DJANGO_SETTINGS_MODULE := config.settings
+
+.PHONY: install run test test-postgres test-sqlite lint typecheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Dev server on 127.0.0.1:8000 with embedded jobs, on the SQLite default.
+run: install
+	DJANGO_DEBUG=1 $(BIN)/python manage.py migrate --no-input
+	DJANGO_DEBUG=1 $(BIN)/python manage.py ensure_dev_admin
+	DJANGO_DEBUG=1 JOB_ENABLE=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# The whole suite on PostgreSQL + Redis, then the SQLite-default pass.
+test: install test-postgres test-sqlite
+
+test-postgres: install
+	DJANGO_DEBUG=1 DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(BIN)/pytest -m "not sqlite" $(PYTEST_ARGS)
+
+test-sqlite: install
+	DJANGO_DEBUG=1 DATABASE_URL= REDIS_URL= $(BIN)/pytest -m sqlite $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) .cache staticfiles db.sqlite3* test-db.sqlite3*

@@ -1,0 +1,1 @@
+"""Django project package: settings, URLs and the WSGI/ASGI entry points."""

@@ -1,0 +1,230 @@
+"""Settings of the Stayy service, read from the environment in this one place.
+
+Every variable is documented in the README. Bad values raise
+:class:`config.env.ConfigError`, which the entry points turn into a single
+line naming the variable. Settings of the job runtime live in the ``STAYY``
+namespace and are read through :data:`stayy.conf.stayy_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import (
+    ConfigError,
+    env_bool,
+    env_float,
+    env_int,
+    env_json_object,
+    env_list,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ConfigError("DJANGO_SECRET_KEY", "required when DJANGO_DEBUG is off")
+    SECRET_KEY = "insecure-local-development-key-only-used-with-DJANGO_DEBUG-on"
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "stayy",
+    "users",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+# Persistent connections, checked before reuse: each gunicorn thread and each
+# job thread keeps one connection, so PostgreSQL needs
+# workers x (threads + running jobs + 2) connections per host.
+_DEFAULT_DATABASE_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+_database_url = env_str("DATABASE_URL") or _DEFAULT_DATABASE_URL
+try:
+    _database = dj_database_url.parse(
+        _database_url,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 600, minimum=0),
+        conn_health_checks=True,
+    )
+except (ValueError, KeyError) as exc:
+    raise ConfigError("DATABASE_URL", f"cannot parse {_database_url!r} ({exc})") from None
+if _database.get("ENGINE") not in (
+    "django.db.backends.postgresql",
+    "django.db.backends.sqlite3",
+):
+    raise ConfigError("DATABASE_URL", "only postgres:// and sqlite:/// URLs are supported")
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    if not _database.get("NAME") or _database["NAME"] == ":memory:":
+        raise ConfigError("DATABASE_URL", "SQLite needs a file path (processes share it)")
+    # IMMEDIATE transactions and WAL: read-then-write transactions from
+    # several processes wait for the lock instead of failing "database is locked".
+    _database["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    _database["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+else:
+    _database.setdefault("OPTIONS", {})
+    _database["OPTIONS"].setdefault("connect_timeout", 5)
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ------------------------------------------------------------------
+REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "stayy",
+            "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+        }
+    }
+else:
+    # Shared by every local process (dev server child, gunicorn workers).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(BASE_DIR / ".cache"),
+        }
+    }
+
+# --- Auth -------------------------------------------------------------------
+AUTH_USER_MODEL = "users.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Without collectstatic (tests, a first start) whitenoise serves the app
+# directories directly, so the admin and Swagger UI still get their assets.
+WHITENOISE_USE_FINDERS = True
+if DEBUG:
+    STORAGES["staticfiles"] = {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+    }
+
+# --- REST framework -----------------------------------------------------------
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", True)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Stayy API",
+    "DESCRIPTION": "Users, and the scheduled jobs the service carries.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": (
+        ["rest_framework.permissions.AllowAny"]
+        if API_DOCS_PUBLIC
+        else ["rest_framework.permissions.IsAdminUser"]
+    ),
+}
+
+# --- Third-party user service -------------------------------------------------
+THIRD_PARTY_USERS_URL = env_url("THIRD_PARTY_USERS_URL", schemes=("http", "https"))
+
+# --- Jobs ---------------------------------------------------------------------
+STAYY = {
+    "JOB_ENABLE": env_bool("JOB_ENABLE", False),
+    "JOB_NAME": env_str("JOB_NAME", "stayy-api") or "stayy-api",
+    "JOB_OVERRIDES": env_json_object("JOB_OVERRIDES"),
+    "LEASE_TTL": env_float("JOB_LEASE_TTL", 10.0, minimum=1.0),
+    "SHUTDOWN_GRACE": env_float("JOB_SHUTDOWN_GRACE", 20.0, minimum=0.0),
+    "RUN_RETENTION_DAYS": env_int("JOB_RUN_RETENTION_DAYS", 14, minimum=1),
+    "RUN_STALE_AFTER": env_float("JOB_RUN_STALE_AFTER", 15.0, minimum=3.0),
+    "CATCHUP_WINDOW": env_float("JOB_CATCHUP_WINDOW", 3600.0, minimum=0.0),
+    "REDIS_URL": REDIS_URL,
+}
+
+# --- Logging ------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ConfigError("LOG_LEVEL", f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL; got {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "apscheduler": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,1 @@
+"""Stayy service runtime: the cluster-safe job framework, its API and admin."""

@@ -1,0 +1,123 @@
+"""Tables of the job runtime: the job catalog, the run history and the leader lease.
+
+The run row is also the claim of a scheduled tick: a partial unique index on
+``(job_name, scheduled_for)`` for scheduled runs makes a second execution of
+the same tick impossible, whichever process tries it.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Job(models.Model):
+    """One entry of the job catalog, as configured on the current leader.
+
+    Pause state lives here, not in APScheduler's job store, so it survives
+    restarts and leadership changes and can be set from any process.
+    """
+
+    name = models.CharField(max_length=200, primary_key=True)
+    description = models.TextField(blank=True)
+    trigger = models.CharField(max_length=200, help_text="Machine form, e.g. 'interval:30'.")
+    schedule = models.CharField(max_length=200, help_text="The trigger in words.")
+    timeout = models.FloatField(help_text="Seconds.")
+    misfire_grace = models.FloatField(help_text="Seconds.")
+    enabled = models.BooleanField(default=True, help_text="From configuration (JOB_OVERRIDES).")
+    paused = models.BooleanField(default=False)
+    paused_by = models.CharField(max_length=150, blank=True)
+    schedule_since = models.DateTimeField(
+        default=timezone.now,
+        help_text="Ticks before this moment are not owed a run (job added, resumed or re-timed).",
+    )
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobRun(models.Model):
+    """One run of a job: executed, or a tick that was skipped or missed, with why."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        TIMED_OUT = "timed_out", "timed out"
+        SKIPPED = "skipped", "skipped"
+        MISSED = "missed", "missed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "schedule"
+        MANUAL = "manual", "manual"
+        COMMAND = "command", "command"
+
+    job_name = models.CharField(max_length=200)
+    scheduled_for = models.DateTimeField()
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    active = models.BooleanField(
+        default=False, help_text="The handler is executing (it may outlive a timed-out run)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    error = models.TextField(blank=True, help_text="The error, or why the tick was skipped or missed.")
+    traceback = models.TextField(blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-scheduled_for", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job_name", "scheduled_for"],
+                condition=Q(trigger="schedule"),
+                name="stayy_jobrun_one_row_per_tick",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["job_name", "-scheduled_for"], name="stayy_jobrun_job_sched"),
+            models.Index(fields=["-scheduled_for"], name="stayy_jobrun_sched"),
+            models.Index(fields=["status", "-scheduled_for"], name="stayy_jobrun_status_sched"),
+            models.Index(
+                fields=["job_name"], condition=Q(active=True), name="stayy_jobrun_active"
+            ),
+            models.Index(
+                fields=["created_at"], condition=Q(status="queued"), name="stayy_jobrun_queued"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_name} @ {self.scheduled_for:%Y-%m-%d %H:%M:%S} ({self.status})"
+
+
+class LeaderLease(models.Model):
+    """Who leads the job servers of one ``JOB_NAME``.
+
+    With the database lease backend this row *is* the lease (taken and renewed
+    with one conditional UPDATE). With Redis the lease lives there and this row
+    only tells the API and the admin who leads.
+    """
+
+    name = models.CharField(max_length=200, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    backend = models.CharField(max_length=16, blank=True)
+    since = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.host}:{self.pid}" if self.holder else f"{self.name}: no leader"

@@ -1,0 +1,89 @@
+"""The job catalog table: what the leader schedules, pause state, next run times."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from stayy.models import Job, JobRun
+from stayy.scheduling.registry import JobSpec
+
+
+def _spec_fields(spec: JobSpec) -> dict[str, object]:
+    return {
+        "description": spec.description,
+        "trigger": spec.schedule.key,
+        "schedule": spec.schedule.describe(),
+        "timeout": spec.timeout,
+        "misfire_grace": spec.misfire_grace,
+        "enabled": spec.enabled,
+    }
+
+
+def sync_from_specs(specs: list[JobSpec]) -> dict[str, Job]:
+    """Write the leader's configuration into the catalog; returns the rows by name.
+
+    A job whose trigger changed or that was (re-)enabled restarts its
+    ``schedule_since``: ticks of the old schedule are not owed a run.
+    """
+    now = timezone.now()
+    existing = {job.name: job for job in Job.objects.all()}
+    rows: dict[str, Job] = {}
+    for spec in specs:
+        fields = _spec_fields(spec)
+        job = existing.get(spec.name)
+        if job is None:
+            job = Job.objects.create(name=spec.name, schedule_since=now, **fields)
+        else:
+            changed = {k: v for k, v in fields.items() if getattr(job, k) != v}
+            if "trigger" in changed or (changed.get("enabled") is True):
+                changed["schedule_since"] = now
+            if changed:
+                for key, value in changed.items():
+                    setattr(job, key, value)
+                job.save(update_fields=[*changed, "updated_at"])
+        rows[spec.name] = job
+    return rows
+
+
+def ensure(spec: JobSpec) -> Job:
+    """The catalog row of a job, created from the local configuration if no leader wrote it yet."""
+    job, _ = Job.objects.get_or_create(name=spec.name, defaults=_spec_fields(spec))
+    return job
+
+
+def get(name: str) -> Job | None:
+    return Job.objects.filter(name=name).first()
+
+
+def pause_states() -> dict[str, bool]:
+    return dict(Job.objects.values_list("name", "paused"))
+
+
+def set_paused(name: str, *, paused: bool, by: str) -> None:
+    fields: dict[str, object] = {"paused": paused, "paused_by": by if paused else ""}
+    if not paused:
+        fields["schedule_since"] = timezone.now()
+    Job.objects.filter(name=name, paused=not paused).update(**fields)
+
+
+def set_next_run_times(next_runs: dict[str, datetime | None]) -> None:
+    current = dict(Job.objects.filter(name__in=next_runs).values_list("name", "next_run_at"))
+    for name, next_run in next_runs.items():
+        if name in current and current[name] != next_run:
+            Job.objects.filter(name=name).update(next_run_at=next_run)
+
+
+def with_last_run() -> list[Job]:
+    """Catalog rows annotated with their newest run (status, time), in two queries at most."""
+    newest = JobRun.objects.filter(job_name=OuterRef("name")).exclude(status=JobRun.Status.QUEUED)
+    newest = newest.order_by("-scheduled_for", "-id")
+    return list(
+        Job.objects.annotate(
+            last_run_id=Subquery(newest.values("id")[:1]),
+            last_run_status=Subquery(newest.values("status")[:1]),
+            last_run_at=Subquery(newest.values("scheduled_for")[:1]),
+        )
+    )

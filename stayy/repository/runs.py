@@ -1,0 +1,254 @@
+"""Run history queries. The run row is the claim of a tick, so claims happen here."""
+
+from __future__ import annotations
+
+import os
+import socket
+import traceback as traceback_module
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from stayy.models import JobRun
+
+HOST = socket.gethostname()
+ERROR_MAX_CHARS = 2000
+TRACEBACK_MAX_CHARS = 20000
+
+Status = JobRun.Status
+
+
+def _where() -> dict[str, Any]:
+    return {"host": HOST, "pid": os.getpid()}
+
+
+def claim_tick(*, job_name: str, scheduled_for: datetime) -> JobRun | None:
+    """Insert the ``running`` row of a scheduled tick; ``None`` if another process has it."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            return JobRun.objects.create(
+                job_name=job_name,
+                scheduled_for=scheduled_for,
+                trigger=JobRun.Trigger.SCHEDULE,
+                status=Status.RUNNING,
+                active=True,
+                created_at=now,
+                started_at=now,
+                heartbeat_at=now,
+                **_where(),
+            )
+    except IntegrityError:
+        return None
+
+
+def record_tick(*, job_name: str, scheduled_for: datetime, status: str, reason: str) -> bool:
+    """Record a tick that does not run (``skipped``/``missed``); ``False`` if it already has a row."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            JobRun.objects.create(
+                job_name=job_name,
+                scheduled_for=scheduled_for,
+                trigger=JobRun.Trigger.SCHEDULE,
+                status=status,
+                created_at=now,
+                finished_at=now,
+                error=reason,
+                **_where(),
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def record_missed_ticks(*, job_name: str, ticks: Iterable[datetime], reason: str) -> int:
+    """Record several missed ticks at once, leaving alone those that already have a row."""
+    now = timezone.now()
+    rows = [
+        JobRun(
+            job_name=job_name,
+            scheduled_for=tick,
+            trigger=JobRun.Trigger.SCHEDULE,
+            status=Status.MISSED,
+            created_at=now,
+            finished_at=now,
+            error=reason,
+            **_where(),
+        )
+        for tick in ticks
+    ]
+    if not rows:
+        return 0
+    before = JobRun.objects.filter(job_name=job_name, scheduled_for__in=[r.scheduled_for for r in rows]).count()
+    JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+    after = JobRun.objects.filter(job_name=job_name, scheduled_for__in=[r.scheduled_for for r in rows]).count()
+    return after - before
+
+
+def create_started(*, job_name: str, trigger: str, requested_by: str = "") -> JobRun:
+    """A run that is not a scheduled tick (``runjobs --run``), started now in this process."""
+    now = timezone.now()
+    return JobRun.objects.create(
+        job_name=job_name,
+        scheduled_for=now,
+        trigger=trigger,
+        status=Status.RUNNING,
+        active=True,
+        created_at=now,
+        started_at=now,
+        heartbeat_at=now,
+        requested_by=requested_by,
+        **_where(),
+    )
+
+
+def create_queued(*, job_name: str, requested_by: str) -> JobRun:
+    """A manual run request; the leader claims and executes it."""
+    now = timezone.now()
+    return JobRun.objects.create(
+        job_name=job_name,
+        scheduled_for=now,
+        trigger=JobRun.Trigger.MANUAL,
+        status=Status.QUEUED,
+        created_at=now,
+        requested_by=requested_by,
+    )
+
+
+def queued_runs(*, limit: int = 20) -> list[JobRun]:
+    return list(JobRun.objects.filter(status=Status.QUEUED).order_by("created_at")[:limit])
+
+
+def claim_queued(run_id: int) -> bool:
+    """Move a queued run to ``running`` in this process; ``False`` if another process took it."""
+    now = timezone.now()
+    return bool(
+        JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+            status=Status.RUNNING, active=True, started_at=now, heartbeat_at=now, **_where()
+        )
+    )
+
+
+def close_queued(run_id: int, *, status: str, reason: str) -> None:
+    JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=status, finished_at=timezone.now(), error=reason, **_where()
+    )
+
+
+def active_elsewhere(*, job_name: str, exclude_run_id: int | None = None) -> JobRun | None:
+    """A run of the job whose handler is still executing (with a fresh heartbeat), if any."""
+    qs = JobRun.objects.filter(job_name=job_name, active=True)
+    if exclude_run_id is not None:
+        qs = qs.exclude(pk=exclude_run_id)
+    return qs.order_by("-started_at").first()
+
+
+def last_scheduled_tick(*, job_name: str) -> datetime | None:
+    value = JobRun.objects.filter(job_name=job_name, trigger=JobRun.Trigger.SCHEDULE).aggregate(
+        last=Max("scheduled_for")
+    )["last"]
+    return value
+
+
+def heartbeat(run_ids: Iterable[int]) -> None:
+    ids = list(run_ids)
+    if ids:
+        JobRun.objects.filter(pk__in=ids, active=True).update(heartbeat_at=timezone.now())
+
+
+def save_summary(run_id: int, summary: dict[str, Any]) -> None:
+    JobRun.objects.filter(pk=run_id).update(summary=summary, heartbeat_at=timezone.now())
+
+
+def _finished_fields(run: JobRun, now: datetime) -> dict[str, Any]:
+    started = run.started_at or now
+    return {"finished_at": now, "duration_ms": max(0, int((now - started).total_seconds() * 1000))}
+
+
+def finish(
+    run: JobRun,
+    *,
+    status: str,
+    summary: dict[str, Any],
+    error: str = "",
+    exc: BaseException | None = None,
+) -> None:
+    """Close a run whose handler returned. A run already closed as timed out keeps its status."""
+    now = timezone.now()
+    fields: dict[str, Any] = {"active": False, "summary": summary}
+    closed = JobRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+        status=status,
+        error=error[:ERROR_MAX_CHARS],
+        traceback=format_traceback(exc),
+        **_finished_fields(run, now),
+        **fields,
+    )
+    if not closed:
+        JobRun.objects.filter(pk=run.pk).update(**fields)
+
+
+def mark_timed_out(run: JobRun, *, timeout: float) -> bool:
+    """Record a run past its deadline as ``timed_out`` now; its handler may still be executing."""
+    now = timezone.now()
+    return bool(
+        JobRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+            status=Status.TIMED_OUT,
+            error=f"timed out after {timeout:g} s; cancellation requested",
+            **_finished_fields(run, now),
+        )
+    )
+
+
+def abandon(run_ids: Iterable[int], *, reason: str) -> int:
+    """Close runs this process gives up on at shutdown."""
+    now = timezone.now()
+    ids = list(run_ids)
+    closed = 0
+    for run in JobRun.objects.filter(pk__in=ids, status=Status.RUNNING):
+        closed += JobRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+            status=Status.FAILED, error=reason, active=False, **_finished_fields(run, now)
+        )
+    JobRun.objects.filter(pk__in=ids).update(active=False)
+    return closed
+
+
+def reap_lost(*, stale_after: float) -> int:
+    """Close runs whose process stopped heartbeating: failed ("process lost")."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=stale_after)
+    lost = JobRun.objects.filter(active=True).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+    closed = 0
+    for run in lost:
+        reason = f"process lost: {run.host}:{run.pid} stopped heartbeating"
+        if run.status == Status.RUNNING:
+            closed += JobRun.objects.filter(pk=run.pk, status=Status.RUNNING, active=True).update(
+                status=Status.FAILED, error=reason, active=False, **_finished_fields(run, now)
+            )
+        else:
+            JobRun.objects.filter(pk=run.pk, active=True).update(active=False)
+    return closed
+
+
+def purge_batch(cutoff: datetime, *, batch_size: int = 5000) -> int:
+    """Delete up to ``batch_size`` finished runs scheduled before ``cutoff``; returns how many."""
+    ids = list(
+        JobRun.objects.filter(scheduled_for__lt=cutoff, active=False)
+        .exclude(status__in=[Status.RUNNING, Status.QUEUED])
+        .order_by()
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    if not ids:
+        return 0
+    return JobRun.objects.filter(pk__in=ids).delete()[0]
+
+
+def format_traceback(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = "".join(traceback_module.format_exception(exc))
+    return text[-TRACEBACK_MAX_CHARS:]

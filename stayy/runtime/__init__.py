@@ -1,0 +1,1 @@
+"""Process-level runtime: where the embedded job server starts and stops."""

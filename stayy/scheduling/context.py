@@ -1,0 +1,89 @@
+"""The job context handed to every handler, like Go's ``ctx``.
+
+It carries the run's identity, its deadline, a cancellation flag (set on
+timeout or shutdown), a logger bound to the run and a way to report progress.
+Handlers that loop over batches call :meth:`JobContext.check` between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+logger = logging.getLogger("stayy.jobs")
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+class JobCancelled(Exception):
+    """Raised by :meth:`JobContext.check` once the run was cancelled (timeout or shutdown)."""
+
+
+class JobSkipped(Exception):
+    """Raised by a handler that cannot run now; the run is recorded as ``skipped`` with the message."""
+
+
+class JobContext:
+    """What a handler knows about its run and how it talks back."""
+
+    def __init__(
+        self,
+        *,
+        job_name: str,
+        run_id: int | None,
+        scheduled_for: datetime,
+        trigger: str,
+        timeout: float,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.job_name = job_name
+        self.run_id = run_id
+        self.scheduled_for = scheduled_for
+        self.trigger = trigger
+        self.timeout = timeout
+        self.started_monotonic = time.monotonic()
+        self.deadline = datetime.now(scheduled_for.tzinfo) + timedelta(seconds=timeout)
+        self.summary: dict[str, Any] = {}
+        self.logger = logging.LoggerAdapter(logger, {"job": job_name, "run_id": run_id})
+        self._cancel = threading.Event()
+        self._cancel_reason = ""
+        self._on_progress = on_progress
+
+    # --- cancellation -----------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def cancel_reason(self) -> str:
+        return self._cancel_reason
+
+    def cancel(self, reason: str) -> None:
+        if not self._cancel.is_set():
+            self._cancel_reason = reason
+            self._cancel.set()
+
+    def check(self) -> None:
+        """Raise :class:`JobCancelled` if the run should stop; call it between batches."""
+        if self._cancel.is_set():
+            raise JobCancelled(self._cancel_reason)
+
+    def time_left(self) -> float:
+        return self.timeout - (time.monotonic() - self.started_monotonic)
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep, waking early on cancellation; returns ``True`` if cancelled."""
+        return self._cancel.wait(seconds)
+
+    # --- progress ---------------------------------------------------------
+    def report_progress(self, values: Mapping[str, Any] | None = None, /, **counters: Any) -> None:
+        """Merge counters into the run's summary (stored with the run and shown live)."""
+        if values:
+            self.summary.update(values)
+        self.summary.update(counters)
+        if self._on_progress is not None:
+            self._on_progress(dict(self.summary))

@@ -1,0 +1,37 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(
+        username="staff", email="staff@example.com", password="staff-pass-123", is_staff=True
+    )
+
+
+@pytest.fixture
+def plain_user(django_user_model):
+    return django_user_model.objects.create_user(
+        username="plain", email="plain@example.com", password="plain-pass-123"
+    )
+
+
+@pytest.fixture
+def staff_client(api_client: APIClient, staff_user) -> APIClient:
+    api_client.force_authenticate(staff_user)
+    return api_client
+
+
+@pytest.fixture
+def user_client(api_client: APIClient, plain_user) -> APIClient:
+    api_client.force_authenticate(plain_user)
+    return api_client

@@ -1,0 +1,39 @@
+"""The user model: local accounts and accounts mirrored from the third-party user service."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+
+
+class User(AbstractUser):
+    """A person who can sign in, or a mirror of one from the upstream user service."""
+
+    class Source(models.TextChoices):
+        LOCAL = "local", "local"
+        THIRD_PARTY = "third_party", "third party"
+
+    email = models.EmailField(unique=True)
+    display_name = models.CharField(max_length=150, blank=True)
+    external_id = models.CharField(
+        max_length=64, null=True, blank=True, help_text="Id in the third-party user service."
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.LOCAL)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=Q(external_id__isnull=False),
+                name="users_user_external_id_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["source", "is_active"], name="users_user_source_active")]
+
+    def __str__(self) -> str:
+        return self.email or self.username

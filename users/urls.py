@@ -1,0 +1,3 @@
+"""URLs of the users API."""
+
+urlpatterns: list = []
