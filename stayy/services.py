@@ -9,18 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 
 from stayy.conf import stayy_settings
-from stayy.models import Job, JobRun
-from stayy.repository import catalog, runs
-from stayy.scheduling import registry
+from stayy.models import Job, JobRun, LeaderLease
+from stayy.repository import catalog, leases, runs
+from stayy.scheduling import registry, runner
 
 
 def job_get(*, name: str) -> Job:
     """The catalog row of a registered job (raises :class:`registry.UnknownJob`)."""
     return catalog.ensure(registry.get(name))
+
+
+def job_list() -> list[Job]:
+    """Every registered job's catalog row, annotated with its last run (``last_run_*``)."""
+    for spec in registry.all_jobs():
+        catalog.ensure(spec)
+    registered = set(registry.job_names())
+    return [job for job in catalog.with_last_run() if job.name in registered]
+
+
+def leader_get() -> LeaderLease | None:
+    """The current leader of this cluster's job servers, if one holds an unexpired lease."""
+    return leases.current_leader(stayy_settings.job_name)
 
 
 def job_request_run(*, name: str, requested_by: str) -> JobRun:
@@ -39,6 +53,28 @@ def job_resume(*, name: str, requested_by: str) -> Job:
     job_get(name=name)
     catalog.set_paused(name, paused=False, by=requested_by)
     return job_get(name=name)
+
+
+class JobBusy(Exception):
+    """The job is executing in another process."""
+
+
+def job_run_in_process(
+    *, name: str, force: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None
+) -> JobRun:
+    """Run a job once, now, in the calling thread (``runjobs --run``); takes no lease.
+
+    Refuses with :class:`JobBusy` if the job is executing elsewhere, unless ``force``.
+    """
+    spec = registry.get(name)
+    runs.reap_lost(stale_after=stayy_settings.run_stale_after)
+    other = runs.active_elsewhere(job_name=name)
+    if other is not None and not force:
+        raise JobBusy(f"{name} is executing elsewhere: run {other.pk} on {other.host} pid {other.pid}")
+    run = runs.create_started(job_name=name, trigger=JobRun.Trigger.COMMAND)
+    runner.execute(spec, run, on_progress=on_progress)
+    run.refresh_from_db()
+    return run
 
 
 def job_runs_purge(*, should_stop: Callable[[], bool] = lambda: False, batch_size: int = 5000) -> int:

@@ -1,0 +1,160 @@
+"""The leader lease: in Redis when ``REDIS_URL`` is set, else in the database.
+
+Redis: redis-py's :class:`~redis.lock.Lock` (SET NX PX to take it, token-checked
+scripts to extend and release it), on a client whose socket timeouts are a
+sixth of the TTL so a stalled renew cannot outlive the lease. Database: one
+conditional UPDATE takes or renews the row, on SQLite and PostgreSQL alike.
+Either way the ``LeaderLease`` row tells the API and the admin who leads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+from typing import Protocol
+
+import redis
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from redis.exceptions import LockError, LockNotOwnedError
+
+from stayy.models import LeaderLease
+
+logger = logging.getLogger("stayy.jobs")
+
+HOST = socket.gethostname()
+
+
+class LeaseUnavailable(Exception):
+    """The lease backend cannot be reached; a leader must stop scheduling."""
+
+
+class Lease(Protocol):
+    backend: str
+
+    def acquire(self) -> bool: ...
+
+    def renew(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class DatabaseLease:
+    """The lease as a row, taken and renewed by one conditional UPDATE."""
+
+    backend = "database"
+
+    def __init__(self, *, name: str, token: str, ttl: float) -> None:
+        self.name, self.token, self.ttl = name, token, ttl
+
+    def acquire(self) -> bool:
+        now = timezone.now()
+        fields = {
+            "holder": self.token,
+            "host": HOST,
+            "pid": os.getpid(),
+            "backend": self.backend,
+            "since": now,
+            "expires_at": now + timedelta(seconds=self.ttl),
+        }
+        free = Q(holder="") | Q(expires_at__lt=now) | Q(expires_at__isnull=True)
+        if LeaderLease.objects.filter(Q(name=self.name) & free).update(**fields):
+            return True
+        try:
+            with transaction.atomic():
+                LeaderLease.objects.create(name=self.name, **fields)
+        except IntegrityError:
+            return False
+        return True
+
+    def renew(self) -> bool:
+        now = timezone.now()
+        return bool(
+            LeaderLease.objects.filter(name=self.name, holder=self.token).update(
+                expires_at=now + timedelta(seconds=self.ttl)
+            )
+        )
+
+    def release(self) -> None:
+        LeaderLease.objects.filter(name=self.name, holder=self.token).update(
+            holder="", expires_at=timezone.now()
+        )
+
+
+class RedisLease:
+    """The lease as a Redis key holding this candidate's token, with a TTL."""
+
+    backend = "redis"
+
+    def __init__(self, *, name: str, token: str, ttl: float, url: str) -> None:
+        self.name, self.token, self.ttl = name, token, ttl
+        self.key = f"stayy:lease:{name}"
+        timeout = max(0.2, ttl / 6)
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self.lock = self.client.lock(self.key, timeout=ttl, blocking=False, thread_local=False)
+
+    def acquire(self) -> bool:
+        try:
+            acquired = bool(self.lock.acquire(blocking=False, token=self.token))
+        except redis.RedisError as exc:
+            raise LeaseUnavailable(f"Redis unreachable: {exc}") from exc
+        if acquired:
+            self._publish()
+        return acquired
+
+    def renew(self) -> bool:
+        try:
+            self.lock.reacquire()
+        except LockNotOwnedError:
+            return False
+        except LockError:
+            return False
+        except redis.RedisError as exc:
+            raise LeaseUnavailable(f"Redis unreachable: {exc}") from exc
+        return True
+
+    def release(self) -> None:
+        try:
+            self.lock.release()
+        except (LockError, redis.RedisError) as exc:
+            logger.info("lease %s not released cleanly (%s); it expires by itself", self.key, exc)
+        try:
+            LeaderLease.objects.filter(name=self.name, holder=self.token).update(
+                holder="", expires_at=timezone.now()
+            )
+        except DatabaseError:
+            pass
+
+    def _publish(self) -> None:
+        """Tell the API and admin who leads; the lease itself is in Redis."""
+        now = timezone.now()
+        fields = {
+            "holder": self.token,
+            "host": HOST,
+            "pid": os.getpid(),
+            "backend": self.backend,
+            "since": now,
+            "expires_at": None,
+        }
+        try:
+            LeaderLease.objects.update_or_create(name=self.name, defaults=fields)
+        except DatabaseError as exc:
+            logger.warning("could not record the new leader in the database: %s", exc)
+
+
+def build_lease(*, name: str, token: str, ttl: float, redis_url: str) -> Lease:
+    if redis_url:
+        return RedisLease(name=name, token=token, ttl=ttl, url=redis_url)
+    return DatabaseLease(name=name, token=token, ttl=ttl)
+
+
+def current_leader(name: str) -> LeaderLease | None:
+    row = LeaderLease.objects.filter(name=name).exclude(holder="").first()
+    if row is None:
+        return None
+    if row.expires_at is not None and row.expires_at < timezone.now():
+        return None
+    return row

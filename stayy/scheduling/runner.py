@@ -1,0 +1,188 @@
+"""Executing runs: the single entry point through which every run of every job goes.
+
+Scheduled ticks arrive here from the leader's executor with their scheduled
+time (APScheduler never tells a job function when it was due). Before a tick
+runs, this module records the ticks that were owed but not run (missed), skips
+the tick if the job still executes anywhere, and takes the claim: the insert
+of the run row, unique per (job, scheduled time) in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from stayy.conf import stayy_settings
+from stayy.models import JobRun
+from stayy.repository import catalog, runs
+from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
+from stayy.scheduling.registry import JobSpec
+from stayy.scheduling.tracker import tracker
+from stayy.scheduling.triggers import fire_times
+
+logger = logging.getLogger("stayy.jobs")
+
+Status = JobRun.Status
+#: At most this many missed ticks of one job are written in one catch-up.
+MAX_MISSED_ROWS = 10_000
+PROGRESS_SAVE_INTERVAL = 1.0
+
+
+def overlap_reason(other: JobRun) -> str:
+    if other.status == Status.TIMED_OUT:
+        return f"previous run timed out and has not returned (run {other.pk} on {other.host}:{other.pid})"
+    return f"previous run still running (run {other.pk} on {other.host}:{other.pid})"
+
+
+def run_tick(spec: JobSpec, scheduled_for: datetime, *, still_leader: Callable[[], bool]) -> None:
+    """Account for every tick of ``spec`` up to ``scheduled_for`` and run that tick at most once."""
+    close_old_connections()
+    try:
+        if not still_leader():
+            return
+        now = timezone.now()
+        _record_missed_before(spec, scheduled_for, now)
+        late = (now - scheduled_for).total_seconds()
+        if late > spec.misfire_grace:
+            runs.record_tick(
+                job_name=spec.name,
+                scheduled_for=scheduled_for,
+                status=Status.MISSED,
+                reason=f"started {late:.1f} s late, past the misfire grace of {spec.misfire_grace:g} s",
+            )
+            return
+        runs.reap_lost(stale_after=stayy_settings.run_stale_after)
+        other = runs.active_elsewhere(job_name=spec.name)
+        if other is not None:
+            runs.record_tick(
+                job_name=spec.name, scheduled_for=scheduled_for, status=Status.SKIPPED,
+                reason=overlap_reason(other),
+            )
+            return
+        if not still_leader():
+            return
+        run = runs.claim_tick(job_name=spec.name, scheduled_for=scheduled_for)
+        if run is None:
+            logger.debug("tick %s of %s already claimed elsewhere", scheduled_for, spec.name)
+            return
+        execute(spec, run)
+    except DatabaseError as exc:
+        logger.error("tick %s of %s not run: database error: %s", scheduled_for.isoformat(), spec.name, exc)
+    finally:
+        close_old_connections()
+
+
+def _record_missed_before(spec: JobSpec, scheduled_for: datetime, now: datetime) -> None:
+    """Record as missed the ticks between the job's last recorded tick and this one."""
+    job = catalog.get(spec.name)
+    last = runs.last_scheduled_tick(job_name=spec.name)
+    floor = now - timedelta(seconds=stayy_settings.catchup_window)
+    after = max(t for t in (last, job.schedule_since if job else None, floor) if t is not None)
+    if after >= scheduled_for:
+        return
+    owed = fire_times(spec.schedule, after=after, until=scheduled_for, limit=MAX_MISSED_ROWS)
+    missed = [t for t in owed if t < scheduled_for]
+    if missed:
+        count = runs.record_missed_ticks(
+            job_name=spec.name,
+            ticks=missed,
+            reason=f"no scheduler ran this tick (leader change or delay); next tick run at {scheduled_for:%H:%M:%S}",
+        )
+        if count:
+            logger.warning("%s: recorded %d missed tick(s) before %s", spec.name, count, scheduled_for.isoformat())
+
+
+def run_manual(spec: JobSpec, run_id: int) -> None:
+    """Execute a queued manual run that this process has claimed."""
+    close_old_connections()
+    try:
+        run = JobRun.objects.get(pk=run_id)
+        execute(spec, run)
+    except DatabaseError as exc:
+        logger.error("manual run %s of %s failed to start: %s", run_id, spec.name, exc)
+    finally:
+        close_old_connections()
+
+
+class _ProgressSaver:
+    """Stores the summary a handler reports, at most once a second."""
+
+    def __init__(self, run_id: int, echo: Callable[[dict[str, Any]], None] | None) -> None:
+        self.run_id, self.echo = run_id, echo
+        self.last_saved = 0.0
+
+    def __call__(self, summary: dict[str, Any]) -> None:
+        if self.echo is not None:
+            self.echo(summary)
+        now = time.monotonic()
+        if now - self.last_saved >= PROGRESS_SAVE_INTERVAL:
+            self.last_saved = now
+            try:
+                runs.save_summary(self.run_id, summary)
+            except DatabaseError as exc:
+                logger.warning("progress of run %s not saved: %s", self.run_id, exc)
+
+
+def execute(
+    spec: JobSpec, run: JobRun, *, on_progress: Callable[[dict[str, Any]], None] | None = None
+) -> str:
+    """Run the handler for a claimed run row and record its outcome; returns the final status."""
+    ctx = JobContext(
+        job_name=spec.name,
+        run_id=run.pk,
+        scheduled_for=run.scheduled_for,
+        trigger=run.trigger,
+        timeout=spec.timeout,
+        on_progress=_ProgressSaver(run.pk, on_progress),
+    )
+    timed_out = threading.Event()
+
+    def on_deadline() -> None:
+        timed_out.set()
+        ctx.cancel(f"timed out after {spec.timeout:g} s")
+        try:
+            close_old_connections()
+            runs.mark_timed_out(run, timeout=spec.timeout)
+            ctx.logger.warning("run timed out after %g s; cancellation requested", spec.timeout)
+        except DatabaseError as exc:
+            ctx.logger.error("could not record the timeout: %s", exc)
+        finally:
+            close_old_connections()
+
+    watchdog = threading.Timer(spec.timeout, on_deadline)
+    watchdog.daemon = True
+    tracker.register(run.pk, ctx)
+    watchdog.start()
+    status, error, exc_info = Status.SUCCEEDED, "", None
+    ctx.logger.info("run started (%s, scheduled for %s)", run.trigger, run.scheduled_for.isoformat())
+    try:
+        result = spec.handler(ctx)
+        if result:
+            ctx.summary.update(result)
+    except JobSkipped as exc:
+        status, error = Status.SKIPPED, str(exc)
+    except JobCancelled as exc:
+        status, error = Status.FAILED, f"cancelled: {exc}"
+    except Exception as exc:
+        status, error, exc_info = Status.FAILED, f"{type(exc).__name__}: {exc}", exc
+    finally:
+        watchdog.cancel()
+    if timed_out.is_set():
+        status = Status.TIMED_OUT
+    try:
+        close_old_connections()
+        runs.finish(run, status=status, summary=ctx.summary, error=error, exc=exc_info)
+    except DatabaseError as exc:
+        ctx.logger.error("outcome %s not recorded: %s", status, exc)
+    finally:
+        tracker.unregister(run.pk)
+    log = ctx.logger.info if status in (Status.SUCCEEDED, Status.SKIPPED) else ctx.logger.warning
+    log("run %s%s", status, f": {error}" if error else "", exc_info=exc_info)
+    return str(status)

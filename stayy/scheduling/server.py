@@ -1,0 +1,281 @@
+"""The job server: a lease candidate that runs a scheduler only while it leads.
+
+Any number of job servers (gunicorn workers, hosts, ``runjobs`` processes) can
+run with ``JOB_ENABLE`` on. Each is a candidate for the lease of its
+``JOB_NAME``; the one holding it builds a fresh APScheduler scheduler for its
+term and schedules the catalog. Every tick it fires is claimed in the
+database before it runs, so even a leader that lost its lease without
+noticing cannot run a tick twice. Pause, resume and run-now are rows that the
+leader polls every half second. A leader that cannot renew its lease ends its
+term at once, well before the lease could expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from stayy.conf import stayy_settings
+from stayy.models import JobRun
+from stayy.repository import catalog, leases, runs
+from stayy.scheduling import registry, runner
+from stayy.scheduling.executor import TickExecutor
+from stayy.scheduling.registry import JobSpec
+from stayy.scheduling.tracker import tracker
+from stayy.scheduling.triggers import fire_times
+
+logger = logging.getLogger("stayy.jobs")
+
+State = Literal["candidate", "leader", "stopped"]
+CONTROL_POLL = 0.5
+
+
+def _never_called() -> None:  # APScheduler needs a callable; ticks go to TickExecutor.
+    raise RuntimeError("scheduled through TickExecutor only")
+
+
+class JobServer:
+    """One process's job server; :meth:`start` runs it in a background thread."""
+
+    def __init__(self, *, name: str, lease: leases.Lease | None = None) -> None:
+        self.name = name
+        self.token = uuid.uuid4().hex
+        self.ttl = stayy_settings.lease_ttl
+        self.lease = lease or leases.build_lease(
+            name=name, token=self.token, ttl=self.ttl, redis_url=stayy_settings.redis_url
+        )
+        self.state: State = "candidate"
+        self.leader_since: datetime | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._specs: dict[str, JobSpec] = {}
+        self._valid_until = 0.0  # monotonic end of the lease as this process last renewed it
+        self._next_renew = 0.0
+        self._next_reap = 0.0
+        self._problem = ""
+        self._holds_lease = False  # this process took the lease and has not seen it lost
+
+    # --- lifecycle --------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="stayy-job-server", daemon=True)
+        self._thread.start()
+
+    def run_forever(self) -> None:
+        """The candidate/leader loop; returns after :meth:`stop` (or :meth:`request_stop`)."""
+        logger.info("job server %s started (lease in %s, TTL %g s)", self.name, self.lease.backend, self.ttl)
+        while not self._stop.is_set():
+            try:
+                if self.state == "leader":
+                    self._lead_once()
+                    wait = CONTROL_POLL
+                else:
+                    wait = 0.0 if self._try_acquire() else min(1.0, self.ttl / 3)
+                self._set_problem("")
+            except (DatabaseError, leases.LeaseUnavailable) as exc:
+                self._set_problem(f"{type(exc).__name__}: {exc}")
+                if self.state == "leader":
+                    self._end_term(release=False, why="lost contact with the lease or database")
+                close_old_connections()
+                wait = min(1.0, self.ttl / 3)
+            except Exception:
+                logger.exception("job server loop error")
+                if self.state == "leader":
+                    self._end_term(release=False, why="internal error")
+                wait = 1.0
+            self._stop.wait(wait)
+        if self.state == "leader":
+            self._end_term(release=False, why="stopping")
+        self.state = "stopped"
+
+    def request_stop(self) -> None:
+        """Stop taking ticks: the loop ends its term and exits (used by signal handlers)."""
+        self._stop.set()
+
+    def stop(self, *, grace: float) -> None:
+        """Stop taking ticks, cancel running jobs, wait up to ``grace`` s, then release the lease."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=max(5.0, self.ttl))
+        elif self.state == "leader":
+            self._end_term(release=False, why="stopping")
+        tracker.cancel_all("shutdown")
+        if not tracker.wait_idle(grace):
+            left = list(tracker.running())
+            try:
+                close_old_connections()
+                closed = runs.abandon(left, reason=f"abandoned at shutdown: still running after {grace:g} s grace")
+                logger.warning("shutdown: abandoned %d run(s) still executing after %g s: %s", closed, grace, left)
+            except DatabaseError as exc:
+                logger.error("shutdown: could not record abandoned runs %s: %s", left, exc)
+        if self._holds_lease:
+            self._holds_lease = False
+            try:
+                self.lease.release()
+            except (DatabaseError, leases.LeaseUnavailable) as exc:
+                logger.warning("shutdown: lease not released (%s); it expires within %g s", exc, self.ttl)
+        self.state = "stopped"
+        logger.info("job server %s stopped", self.name)
+
+    def is_leader(self) -> bool:
+        return self.state == "leader" and time.monotonic() < self._valid_until
+
+    # --- leadership -------------------------------------------------------
+    def _try_acquire(self) -> bool:
+        asked_at = time.monotonic()
+        if not self.lease.acquire():
+            return False
+        self._valid_until = asked_at + self.ttl
+        self._holds_lease = True
+        self._begin_term()
+        return True
+
+    def _begin_term(self) -> None:
+        specs = registry.all_jobs()
+        self._specs = {spec.name: spec for spec in specs}
+        rows = catalog.sync_from_specs(specs)
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": TickExecutor(self._on_due)},
+            job_defaults={"coalesce": True, "max_instances": 1_000_000, "misfire_grace_time": None},
+        )
+        for spec in specs:
+            if not spec.enabled:
+                continue
+            kwargs = {"next_run_time": None} if rows[spec.name].paused else {}
+            scheduler.add_job(
+                _never_called, trigger=spec.schedule.build_trigger(), id=spec.name, name=spec.name, **kwargs
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+        self.state = "leader"
+        self.leader_since = timezone.now()
+        self._next_renew = time.monotonic() + self.ttl / 3
+        self._next_reap = 0.0
+        logger.info("became leader of %s (%s lease); scheduling %d job(s)", self.name, self.lease.backend,
+                    sum(1 for s in specs if s.enabled))
+        self._catch_up(rows)
+        self._publish_next_runs()
+
+    def _end_term(self, *, release: bool, why: str) -> None:
+        scheduler, self._scheduler = self._scheduler, None
+        self.state = "candidate"
+        self._valid_until = 0.0
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        logger.warning("leadership of %s ended: %s", self.name, why) if why != "stopping" else logger.info(
+            "leadership of %s ended: %s", self.name, why
+        )
+        if release and self._holds_lease:
+            self._holds_lease = False
+            self.lease.release()
+
+    def _catch_up(self, rows: dict) -> None:
+        """Run (once) the newest tick owed since the last leader, if still within its grace."""
+        now = timezone.now()
+        for spec in self._specs.values():
+            if not spec.enabled or rows[spec.name].paused:
+                continue
+            last = runs.last_scheduled_tick(job_name=spec.name)
+            after = max(t for t in (last, rows[spec.name].schedule_since) if t is not None)
+            owed = fire_times(spec.schedule, after=after, until=now, limit=1)
+            if owed:
+                self._spawn_tick(spec.name, owed[-1])
+
+    def _spawn_tick(self, job_id: str, scheduled_for: datetime) -> None:
+        thread = threading.Thread(
+            target=self._on_due, args=(job_id, scheduled_for), name=f"stayy-job-{job_id}", daemon=True
+        )
+        thread.start()
+
+    def _on_due(self, job_id: str, scheduled_for: datetime) -> None:
+        spec = self._specs.get(job_id)
+        if spec is not None:
+            runner.run_tick(spec, scheduled_for, still_leader=self.is_leader)
+
+    # --- one turn of the leader loop -------------------------------------
+    def _lead_once(self) -> None:
+        close_old_connections()
+        now = time.monotonic()
+        if now >= self._next_renew:
+            asked_at = time.monotonic()
+            if not self.lease.renew():
+                self._holds_lease = False
+                self._end_term(release=False, why="lease lost to another candidate")
+                return
+            self._valid_until = asked_at + self.ttl
+            self._next_renew = asked_at + self.ttl / 3
+        if time.monotonic() > self._valid_until - self.ttl / 3:
+            self._end_term(release=False, why="lease not renewed in time")
+            return
+        self._apply_pauses()
+        self._start_queued_runs()
+        if now >= self._next_reap:
+            self._next_reap = now + max(1.0, stayy_settings.run_stale_after / 3)
+            lost = runs.reap_lost(stale_after=stayy_settings.run_stale_after)
+            if lost:
+                logger.warning("closed %d run(s) of lost processes as failed", lost)
+            self._publish_next_runs()
+
+    def _apply_pauses(self) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        changed = False
+        for name, paused in catalog.pause_states().items():
+            job = scheduler.get_job(name)
+            if job is None:
+                continue
+            if paused and job.next_run_time is not None:
+                job.pause()
+                logger.info("%s paused", name)
+                changed = True
+            elif not paused and job.next_run_time is None:
+                job.resume()
+                logger.info("%s resumed", name)
+                changed = True
+        if changed:
+            self._publish_next_runs()
+
+    def _start_queued_runs(self) -> None:
+        for queued in runs.queued_runs():
+            spec = self._specs.get(queued.job_name)
+            if spec is None:
+                runs.close_queued(queued.pk, status=JobRun.Status.FAILED,
+                                  reason=f"unknown job {queued.job_name!r} on the leader")
+                continue
+            other = runs.active_elsewhere(job_name=spec.name)
+            if other is not None:
+                runs.close_queued(queued.pk, status=JobRun.Status.SKIPPED, reason=runner.overlap_reason(other))
+                continue
+            if runs.claim_queued(queued.pk):
+                threading.Thread(
+                    target=runner.run_manual, args=(spec, queued.pk), name=f"stayy-job-{spec.name}", daemon=True
+                ).start()
+
+    def _publish_next_runs(self) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        next_runs = {name: None for name in self._specs}
+        for job in scheduler.get_jobs():
+            next_runs[job.id] = job.next_run_time
+        catalog.set_next_run_times(next_runs)
+
+    def _set_problem(self, problem: str) -> None:
+        """Log a dependency problem once when it starts and once when it ends, not every turn."""
+        if problem == self._problem:
+            return
+        if problem:
+            logger.error("job server %s: %s; not scheduling until it recovers", self.name, problem)
+        else:
+            logger.warning("job server %s: dependencies reachable again", self.name)
+        self._problem = problem

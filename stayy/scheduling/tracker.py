@@ -1,0 +1,82 @@
+"""The runs this process is executing: heartbeats, cancellation and shutdown.
+
+A run row says ``active`` while its handler executes. This process refreshes
+the heartbeat of its active runs so that any leader can tell a live run from
+one whose process died (and close the latter as "process lost").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.db import DatabaseError, close_old_connections
+
+from stayy.conf import stayy_settings
+from stayy.repository import runs
+from stayy.scheduling.context import JobContext
+
+logger = logging.getLogger("stayy.jobs")
+
+
+class RunTracker:
+    """Process-wide registry of executing runs, with a lazy heartbeat thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[int, JobContext] = {}
+        self._idle = threading.Condition(self._lock)
+        self._heartbeat: threading.Thread | None = None
+
+    def register(self, run_id: int, ctx: JobContext) -> None:
+        with self._lock:
+            self._runs[run_id] = ctx
+            if self._heartbeat is None or not self._heartbeat.is_alive():
+                self._heartbeat = threading.Thread(
+                    target=self._beat, name="stayy-run-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+
+    def unregister(self, run_id: int) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
+            self._idle.notify_all()
+
+    def running(self) -> dict[int, JobContext]:
+        with self._lock:
+            return dict(self._runs)
+
+    def cancel_all(self, reason: str) -> None:
+        for ctx in self.running().values():
+            ctx.cancel(reason)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run executes here; ``False`` if some still do after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._runs:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(stayy_settings.heartbeat_interval)
+            ids = list(self.running())
+            if not ids:
+                with self._lock:
+                    if not self._runs:
+                        self._heartbeat = None
+                        return
+                continue
+            try:
+                close_old_connections()
+                runs.heartbeat(ids)
+            except DatabaseError as exc:
+                logger.warning("heartbeat of runs %s failed: %s", ids, exc)
+
+
+tracker = RunTracker()
