@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -77,7 +78,21 @@ def start() -> JobServer | None:
         _server_pid = os.getpid()
         _server.start()
         atexit.register(stop)
+        _exit_on_sigterm()
         return _server
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit where nobody handles it (``runserver --noreload``).
+
+    The default action kills the process without running ``atexit``, so the
+    lease would not be released nor running jobs recorded. Servers that handle
+    SIGTERM themselves (gunicorn, the autoreloader) keep their handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 
 def stop() -> None:
