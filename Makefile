@@ -1,5 +1,5 @@
 # Two commands from a fresh clone: `make run` and `make test` (see README).
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -28,10 +28,10 @@ test: install test-postgres test-sqlite
 
 test-postgres: install
 	DJANGO_DEBUG=1 DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		$(BIN)/pytest -m "not sqlite" $(PYTEST_ARGS)
+		$(BIN)/pytest -m "not sqlite" --timeout=300 $(PYTEST_ARGS)
 
 test-sqlite: install
-	DJANGO_DEBUG=1 DATABASE_URL= REDIS_URL= $(BIN)/pytest -m sqlite $(PYTEST_ARGS)
+	DJANGO_DEBUG=1 DATABASE_URL= REDIS_URL= $(BIN)/pytest -m sqlite --timeout=300 $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -185,7 +185,8 @@ class JobServer:
             if not spec.enabled or rows[spec.name].paused:
                 continue
             last = runs.last_scheduled_tick(job_name=spec.name)
-            after = max(t for t in (last, rows[spec.name].schedule_since) if t is not None)
+            floor = now - timedelta(seconds=stayy_settings.catchup_window)
+            after = max(t for t in (last, rows[spec.name].schedule_since, floor) if t is not None)
             owed = fire_times(spec.schedule, after=after, until=now, limit=1)
             if owed:
                 self._spawn_tick(spec.name, owed[-1])
