@@ -159,9 +159,7 @@ STORAGES = {
 # directories directly, so the admin and Swagger UI still get their assets.
 WHITENOISE_USE_FINDERS = True
 if DEBUG:
-    STORAGES["staticfiles"] = {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-    }
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 
 # --- REST framework -----------------------------------------------------------
 API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", True)

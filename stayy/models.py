@@ -91,12 +91,8 @@ class JobRun(models.Model):
             models.Index(fields=["job_name", "-scheduled_for"], name="stayy_jobrun_job_sched"),
             models.Index(fields=["-scheduled_for"], name="stayy_jobrun_sched"),
             models.Index(fields=["status", "-scheduled_for"], name="stayy_jobrun_status_sched"),
-            models.Index(
-                fields=["job_name"], condition=Q(active=True), name="stayy_jobrun_active"
-            ),
-            models.Index(
-                fields=["created_at"], condition=Q(status="queued"), name="stayy_jobrun_queued"
-            ),
+            models.Index(fields=["job_name"], condition=Q(active=True), name="stayy_jobrun_active"),
+            models.Index(fields=["created_at"], condition=Q(status="queued"), name="stayy_jobrun_queued"),
         ]
 
     def __str__(self) -> str:

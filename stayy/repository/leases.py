@@ -9,6 +9,7 @@ Either way the ``LeaderLease`` row tells the API and the admin who leads.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -121,12 +122,11 @@ class RedisLease:
             self.lock.release()
         except (LockError, redis.RedisError) as exc:
             logger.info("lease %s not released cleanly (%s); it expires by itself", self.key, exc)
-        try:
+        # Only informational here; the Redis key was the lease.
+        with contextlib.suppress(DatabaseError):
             LeaderLease.objects.filter(name=self.name, holder=self.token).update(
                 holder="", expires_at=timezone.now()
             )
-        except DatabaseError:
-            pass
 
     def _publish(self) -> None:
         """Tell the API and admin who leads; the lease itself is in Redis."""

@@ -84,9 +84,13 @@ def record_missed_ticks(*, job_name: str, ticks: Iterable[datetime], reason: str
     ]
     if not rows:
         return 0
-    before = JobRun.objects.filter(job_name=job_name, scheduled_for__in=[r.scheduled_for for r in rows]).count()
+    before = JobRun.objects.filter(
+        job_name=job_name, scheduled_for__in=[r.scheduled_for for r in rows]
+    ).count()
     JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-    after = JobRun.objects.filter(job_name=job_name, scheduled_for__in=[r.scheduled_for for r in rows]).count()
+    after = JobRun.objects.filter(
+        job_name=job_name, scheduled_for__in=[r.scheduled_for for r in rows]
+    ).count()
     return after - before
 
 
@@ -221,7 +225,9 @@ def reap_lost(*, stale_after: float) -> int:
     """Close runs whose process stopped heartbeating: failed ("process lost")."""
     now = timezone.now()
     cutoff = now - timedelta(seconds=stale_after)
-    lost = JobRun.objects.filter(active=True).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+    lost = JobRun.objects.filter(active=True).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    )
     closed = 0
     for run in lost:
         reason = f"process lost: {run.host}:{run.pid} stopped heartbeating"

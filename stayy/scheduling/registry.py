@@ -102,7 +102,9 @@ def apply_overrides(overrides: Mapping[str, Any] | None = None) -> None:
     effective = {name: override_spec(spec, None) for name, spec in _declared.items()}
     for name, override in overrides.items():
         if name not in _declared:
-            raise ConfigError("JOB_OVERRIDES", f"unknown job {name!r}; known jobs: {', '.join(sorted(_declared))}")
+            raise ConfigError(
+                "JOB_OVERRIDES", f"unknown job {name!r}; known jobs: {', '.join(sorted(_declared))}"
+            )
         try:
             effective[name] = override_spec(_declared[name], override)
         except InvalidSchedule as exc:
@@ -119,9 +121,8 @@ def override_spec(spec: JobSpec, override: object) -> JobSpec:
         raise InvalidSchedule(f"override must be a JSON object, got {override!r}")
     unknown = set(override) - _OVERRIDE_KEYS
     if unknown:
-        raise InvalidSchedule(
-            f"unknown override key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_OVERRIDE_KEYS))}"
-        )
+        allowed = ", ".join(sorted(_OVERRIDE_KEYS))
+        raise InvalidSchedule(f"unknown override key(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
     changes: dict[str, Any] = {}
     if "interval" in override or "cron" in override:
         changes["schedule"] = parse_schedule(

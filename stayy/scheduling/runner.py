@@ -62,7 +62,9 @@ def run_tick(spec: JobSpec, scheduled_for: datetime, *, still_leader: Callable[[
         other = runs.active_elsewhere(job_name=spec.name)
         if other is not None:
             runs.record_tick(
-                job_name=spec.name, scheduled_for=scheduled_for, status=Status.SKIPPED,
+                job_name=spec.name,
+                scheduled_for=scheduled_for,
+                status=Status.SKIPPED,
                 reason=overlap_reason(other),
             )
             return
@@ -93,10 +95,15 @@ def _record_missed_before(spec: JobSpec, scheduled_for: datetime, now: datetime)
         count = runs.record_missed_ticks(
             job_name=spec.name,
             ticks=missed,
-            reason=f"no scheduler ran this tick (leader change or delay); next tick run at {scheduled_for:%H:%M:%S}",
+            reason=(
+                "no scheduler ran this tick (leader change or delay); "
+                f"next tick run at {scheduled_for:%H:%M:%S}"
+            ),
         )
         if count:
-            logger.warning("%s: recorded %d missed tick(s) before %s", spec.name, count, scheduled_for.isoformat())
+            logger.warning(
+                "%s: recorded %d missed tick(s) before %s", spec.name, count, scheduled_for.isoformat()
+            )
 
 
 def run_manual(spec: JobSpec, run_id: int) -> None:

@@ -112,8 +112,12 @@ class JobServer:
             left = list(tracker.running())
             try:
                 close_old_connections()
-                closed = runs.abandon(left, reason=f"abandoned at shutdown: still running after {grace:g} s grace")
-                logger.warning("shutdown: abandoned %d run(s) still executing after %g s: %s", closed, grace, left)
+                closed = runs.abandon(
+                    left, reason=f"abandoned at shutdown: still running after {grace:g} s grace"
+                )
+                logger.warning(
+                    "shutdown: abandoned %d run(s) still executing after %g s: %s", closed, grace, left
+                )
             except DatabaseError as exc:
                 logger.error("shutdown: could not record abandoned runs %s: %s", left, exc)
         if self._holds_lease:
@@ -160,8 +164,12 @@ class JobServer:
         self.leader_since = timezone.now()
         self._next_renew = time.monotonic() + self.ttl / 3
         self._next_reap = 0.0
-        logger.info("became leader of %s (%s lease); scheduling %d job(s)", self.name, self.lease.backend,
-                    sum(1 for s in specs if s.enabled))
+        logger.info(
+            "became leader of %s (%s lease); scheduling %d job(s)",
+            self.name,
+            self.lease.backend,
+            sum(1 for s in specs if s.enabled),
+        )
         self._catch_up(rows)
         self._publish_next_runs()
 
@@ -171,9 +179,8 @@ class JobServer:
         self._valid_until = 0.0
         if scheduler is not None:
             scheduler.shutdown(wait=False)
-        logger.warning("leadership of %s ended: %s", self.name, why) if why != "stopping" else logger.info(
-            "leadership of %s ended: %s", self.name, why
-        )
+        log = logger.info if why == "stopping" else logger.warning
+        log("leadership of %s ended: %s", self.name, why)
         if release and self._holds_lease:
             self._holds_lease = False
             self.lease.release()
@@ -250,23 +257,31 @@ class JobServer:
         for queued in runs.queued_runs():
             spec = self._specs.get(queued.job_name)
             if spec is None:
-                runs.close_queued(queued.pk, status=JobRun.Status.FAILED,
-                                  reason=f"unknown job {queued.job_name!r} on the leader")
+                runs.close_queued(
+                    queued.pk,
+                    status=JobRun.Status.FAILED,
+                    reason=f"unknown job {queued.job_name!r} on the leader",
+                )
                 continue
             other = runs.active_elsewhere(job_name=spec.name)
             if other is not None:
-                runs.close_queued(queued.pk, status=JobRun.Status.SKIPPED, reason=runner.overlap_reason(other))
+                runs.close_queued(
+                    queued.pk, status=JobRun.Status.SKIPPED, reason=runner.overlap_reason(other)
+                )
                 continue
             if runs.claim_queued(queued.pk):
                 threading.Thread(
-                    target=runner.run_manual, args=(spec, queued.pk), name=f"stayy-job-{spec.name}", daemon=True
+                    target=runner.run_manual,
+                    args=(spec, queued.pk),
+                    name=f"stayy-job-{spec.name}",
+                    daemon=True,
                 ).start()
 
     def _publish_next_runs(self) -> None:
         scheduler = self._scheduler
         if scheduler is None:
             return
-        next_runs = {name: None for name in self._specs}
+        next_runs: dict[str, datetime | None] = dict.fromkeys(self._specs)
         for job in scheduler.get_jobs():
             next_runs[job.id] = job.next_run_time
         catalog.set_next_run_times(next_runs)

@@ -33,9 +33,7 @@ class RunTracker:
         with self._lock:
             self._runs[run_id] = ctx
             if self._heartbeat is None or not self._heartbeat.is_alive():
-                self._heartbeat = threading.Thread(
-                    target=self._beat, name="stayy-run-heartbeat", daemon=True
-                )
+                self._heartbeat = threading.Thread(target=self._beat, name="stayy-run-heartbeat", daemon=True)
                 self._heartbeat.start()
 
     def unregister(self, run_id: int) -> None:

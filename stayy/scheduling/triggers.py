@@ -36,7 +36,8 @@ class InvalidSchedule(ValueError):
 
 
 class Schedule(Protocol):
-    key: str
+    @property
+    def key(self) -> str: ...
 
     def build_trigger(self) -> BaseTrigger: ...
 

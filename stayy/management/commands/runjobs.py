@@ -30,7 +30,9 @@ class Command(BaseCommand):
         group = parser.add_mutually_exclusive_group()
         group.add_argument("--list", action="store_true", help="List the jobs and exit.")
         group.add_argument("--run", metavar="NAME", help="Run one job now in this process and exit.")
-        parser.add_argument("--force", action="store_true", help="With --run: run even if it executes elsewhere.")
+        parser.add_argument(
+            "--force", action="store_true", help="With --run: run even if it executes elsewhere."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
@@ -43,7 +45,9 @@ class Command(BaseCommand):
     def _list(self) -> None:
         jobs = services.job_list()
         width = max((len(job.name) for job in jobs), default=10)
-        self.stdout.write(f"{'JOB':<{width}}  {'SCHEDULE':<36}  {'NEXT RUN (UTC)':<19}  {'STATE':<8}  LAST RUN")
+        self.stdout.write(
+            f"{'JOB':<{width}}  {'SCHEDULE':<36}  {'NEXT RUN (UTC)':<19}  {'STATE':<8}  LAST RUN"
+        )
         for job in jobs:
             state = "disabled" if not job.enabled else "paused" if job.paused else "active"
             next_run = f"{job.next_run_at:%Y-%m-%d %H:%M:%S}" if job.next_run_at else "-"
@@ -97,7 +101,9 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.stdout.write(f"job server {server.name} running (lease in {server.lease.backend}); Ctrl-C stops it")
+        self.stdout.write(
+            f"job server {server.name} running (lease in {server.lease.backend}); Ctrl-C stops it"
+        )
         try:
             server.run_forever()
         finally:
