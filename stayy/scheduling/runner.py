@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
+from django_apscheduler.util import close_old_connections as db_connections_checked
 
 from stayy.conf import stayy_settings
 from stayy.models import JobRun
@@ -41,9 +42,10 @@ def overlap_reason(other: JobRun) -> str:
     return f"previous run still running (run {other.pk} on {other.host}:{other.pid})"
 
 
+# Connections are checked before and after each run, as Django does per request.
+@db_connections_checked
 def run_tick(spec: JobSpec, scheduled_for: datetime, *, still_leader: Callable[[], bool]) -> None:
     """Account for every tick of ``spec`` up to ``scheduled_for`` and run that tick at most once."""
-    close_old_connections()
     try:
         if not still_leader():
             return
@@ -77,8 +79,6 @@ def run_tick(spec: JobSpec, scheduled_for: datetime, *, still_leader: Callable[[
         execute(spec, run)
     except DatabaseError as exc:
         logger.error("tick %s of %s not run: database error: %s", scheduled_for.isoformat(), spec.name, exc)
-    finally:
-        close_old_connections()
 
 
 def _record_missed_before(spec: JobSpec, scheduled_for: datetime, now: datetime) -> None:
@@ -106,16 +106,14 @@ def _record_missed_before(spec: JobSpec, scheduled_for: datetime, now: datetime)
             )
 
 
+@db_connections_checked
 def run_manual(spec: JobSpec, run_id: int) -> None:
     """Execute a queued manual run that this process has claimed."""
-    close_old_connections()
     try:
         run = JobRun.objects.get(pk=run_id)
         execute(spec, run)
     except DatabaseError as exc:
         logger.error("manual run %s of %s failed to start: %s", run_id, spec.name, exc)
-    finally:
-        close_old_connections()
 
 
 class _ProgressSaver:
