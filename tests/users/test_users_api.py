@@ -1,0 +1,219 @@
+"""The user directory (staff) and the own profile (``/me``): permissions, validation, changes."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import authenticate
+
+from users.models import User
+
+pytestmark = pytest.mark.django_db
+
+USERS_URL = "/api/users/"
+ME_URL = "/api/users/me/"
+
+STAFF_ONLY = [
+    ("get", USERS_URL),
+    ("post", USERS_URL),
+    ("get", "/api/users/{id}/"),
+    ("patch", "/api/users/{id}/"),
+    ("delete", "/api/users/{id}/"),
+    ("post", "/api/users/sync/"),
+]
+SIGNED_IN = [("get", ME_URL), ("patch", ME_URL), ("get", "/api/users/stats/")]
+
+
+def _call(client, method: str, url: str, user: User):
+    return getattr(client, method)(url.format(id=user.pk), {}, format="json")
+
+
+@pytest.mark.parametrize(("method", "url"), STAFF_ONLY + SIGNED_IN)
+def test_anonymous_requests_are_a_401(api_client, plain_user, method, url):
+    assert _call(api_client, method, url, plain_user).status_code == 401
+
+
+@pytest.mark.parametrize(("method", "url"), STAFF_ONLY)
+def test_staff_endpoints_are_a_403_for_other_users(user_client, plain_user, method, url):
+    assert _call(user_client, method, url, plain_user).status_code == 403
+    plain_user.refresh_from_db()
+    assert plain_user.is_active
+
+
+@pytest.mark.parametrize(("method", "url"), SIGNED_IN)
+def test_signed_in_endpoints_serve_any_user(user_client, plain_user, method, url):
+    assert _call(user_client, method, url, plain_user).status_code == 200
+
+
+def test_staff_can_list_and_read_users(staff_client, plain_user):
+    listing = staff_client.get(USERS_URL)
+    detail = staff_client.get(f"{USERS_URL}{plain_user.pk}/")
+
+    assert listing.status_code == 200
+    assert {row["username"] for row in listing.json()["results"]} == {"staff", "plain"}
+    assert detail.status_code == 200
+    assert detail.json()["email"] == "plain@example.com"
+
+
+def test_no_output_exposes_the_password(staff_client, plain_user):
+    bodies = [
+        staff_client.get(USERS_URL).json()["results"][0],
+        staff_client.get(f"{USERS_URL}{plain_user.pk}/").json(),
+        staff_client.get(ME_URL).json(),
+    ]
+
+    assert all("password" not in body for body in bodies)
+
+
+@pytest.mark.parametrize("path", ["999999/", "abc/", "99999999999999999999999/"])
+def test_unknown_ids_are_a_404(staff_client, path):
+    assert staff_client.get(f"{USERS_URL}{path}").status_code == 404
+    assert staff_client.patch(f"{USERS_URL}{path}", {}, format="json").status_code == 404
+    assert staff_client.delete(f"{USERS_URL}{path}").status_code == 404
+
+
+# --- create -------------------------------------------------------------------
+
+
+def test_staff_creates_a_local_user_without_a_password(staff_client):
+    response = staff_client.post(
+        USERS_URL, {"username": "ann", "email": "ann@example.com", "display_name": "Ann"}, format="json"
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["source"] == "local"
+    assert body["is_staff"] is False
+    user = User.objects.get(pk=body["id"])
+    assert user.display_name == "Ann"
+    assert not user.has_usable_password()
+
+
+def test_a_user_created_with_a_password_can_sign_in(staff_client):
+    response = staff_client.post(
+        USERS_URL,
+        {"username": "bob", "email": "bob@example.com", "password": "a-long-enough-secret-77"},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert authenticate(username="bob", password="a-long-enough-secret-77") is not None
+
+
+@pytest.mark.parametrize("email", ["plain@example.com", "PLAIN@Example.com"])
+def test_a_taken_email_is_a_400_with_a_clear_message(staff_client, plain_user, email):
+    response = staff_client.post(USERS_URL, {"username": "other", "email": email}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"email": ["A user with this email address already exists."]}
+    assert not User.objects.filter(username="other").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"username": "x", "email": "not-an-email"}, "email"),
+        ({"username": "x"}, "email"),
+        ({"email": "x@example.com"}, "username"),
+        ({"username": "has space", "email": "x@example.com"}, "username"),
+        ({"username": "plain", "email": "x@example.com"}, "username"),
+        ({"username": "x", "email": "x@example.com", "password": "123"}, "password"),
+        ({"username": "x", "email": "x@example.com", "is_staff": "maybe"}, "is_staff"),
+        ({"username": "x", "email": "x@example.com", "source": "third_party"}, "source"),
+    ],
+)
+def test_bad_input_on_create_is_a_400_naming_the_field(staff_client, plain_user, body, field):
+    response = staff_client.post(USERS_URL, body, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not User.objects.filter(username="x").exists()
+
+
+def test_a_body_that_is_not_an_object_is_a_400(staff_client):
+    response = staff_client.post(USERS_URL, ["ann"], format="json")
+
+    assert response.status_code == 400
+
+
+# --- change and deactivate ----------------------------------------------------
+
+
+def test_staff_patch_changes_only_the_given_fields(staff_client, plain_user):
+    response = staff_client.patch(
+        f"{USERS_URL}{plain_user.pk}/", {"display_name": "Plain P.", "is_staff": True}, format="json"
+    )
+
+    assert response.status_code == 200
+    plain_user.refresh_from_db()
+    assert (plain_user.display_name, plain_user.is_staff, plain_user.email) == (
+        "Plain P.",
+        True,
+        "plain@example.com",
+    )
+
+
+def test_staff_patch_to_a_taken_email_is_a_400(staff_client, plain_user):
+    response = staff_client.patch(
+        f"{USERS_URL}{plain_user.pk}/", {"email": "Staff@example.com"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "email" in response.json()
+    plain_user.refresh_from_db()
+    assert plain_user.email == "plain@example.com"
+
+
+def test_delete_deactivates_and_keeps_the_row(staff_client, plain_user):
+    response = staff_client.delete(f"{USERS_URL}{plain_user.pk}/")
+
+    assert response.status_code == 204
+    plain_user.refresh_from_db()
+    assert plain_user.is_active is False
+    assert staff_client.get(f"{USERS_URL}{plain_user.pk}/").json()["is_active"] is False
+
+
+# --- own profile ----------------------------------------------------------------
+
+
+def test_me_returns_the_signed_in_user(user_client, plain_user):
+    body = user_client.get(ME_URL).json()
+
+    assert (body["id"], body["username"], body["is_staff"]) == (plain_user.pk, "plain", False)
+
+
+def test_me_patch_changes_display_name_and_email(user_client, plain_user):
+    response = user_client.patch(ME_URL, {"display_name": "P", "email": "new@example.com"}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["email"] == "new@example.com"
+    plain_user.refresh_from_db()
+    assert (plain_user.display_name, plain_user.email) == ("P", "new@example.com")
+    assert (plain_user.is_staff, plain_user.is_superuser, plain_user.is_active) == (False, False, True)
+
+
+def test_me_may_change_the_case_of_its_own_email(user_client, plain_user):
+    response = user_client.patch(ME_URL, {"email": "Plain@example.com"}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["email"] == "Plain@example.com"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"is_staff": True}, {"is_superuser": True}, {"is_active": False}, {"source": "third_party"}],
+)
+def test_me_patch_cannot_change_rights_or_origin(user_client, plain_user, body):
+    response = user_client.patch(ME_URL, {"display_name": "sneaky", **body}, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()) == set(body)
+    plain_user.refresh_from_db()
+    assert (plain_user.is_staff, plain_user.is_superuser, plain_user.is_active) == (False, False, True)
+    assert (plain_user.source, plain_user.display_name) == ("local", "")
+
+
+def test_me_patch_to_a_taken_email_is_a_400(user_client, plain_user, staff_user):
+    response = user_client.patch(ME_URL, {"email": "staff@example.com"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"email": ["A user with this email address already exists."]}

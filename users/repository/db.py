@@ -1,0 +1,79 @@
+"""ORM queries of the user directory: accounts, API tokens and the stats aggregate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from rest_framework.authtoken.models import Token
+
+from users.models import User
+
+
+def user_queryset() -> QuerySet[User]:
+    """Every user, in a stable order so pages never overlap or skip rows."""
+    return User.objects.order_by("id")
+
+
+def user_by_id(user_id: int) -> User | None:
+    try:
+        return User.objects.get(pk=user_id)
+    except User.DoesNotExist:
+        return None
+
+
+def email_taken(email: str, *, exclude_id: int | None = None) -> bool:
+    """Case-insensitive: mail servers treat ``Ann@x.org`` and ``ann@x.org`` as one address."""
+    query = User.objects.filter(email__iexact=email)
+    if exclude_id is not None:
+        query = query.exclude(pk=exclude_id)
+    return query.exists()
+
+
+def username_taken(username: str) -> bool:
+    return User.objects.filter(username=username).exists()
+
+
+def user_insert(
+    *, username: str, email: str, password: str | None, display_name: str, is_staff: bool
+) -> User:
+    """Insert a local user; ``password=None`` stores an unusable password."""
+    return User.objects.create_user(
+        username=username,
+        email=email,
+        password=password,
+        display_name=display_name,
+        is_staff=is_staff,
+        source=User.Source.LOCAL,
+    )
+
+
+def user_save(user: User, *, fields: list[str]) -> None:
+    # update_fields skips auto_now columns unless they are named.
+    user.save(update_fields=[*fields, "updated_at"])
+
+
+def superuser_get_or_create(*, username: str, email: str, password: str) -> tuple[User, bool]:
+    existing = User.objects.filter(username=username).first()
+    if existing is not None:
+        return existing, False
+    return User.objects.create_superuser(username=username, email=email, password=password), True
+
+
+def user_counts(*, day_ago: datetime, week_ago: datetime) -> dict[str, int]:
+    """All user counts in one aggregate query; ``source_<value>`` holds the count per source."""
+    per_source = {f"source_{value}": Count("pk", filter=Q(source=value)) for value in User.Source.values}
+    counts: dict[str, Any] = User.objects.aggregate(
+        total=Count("pk"),
+        active=Count("pk", filter=Q(is_active=True)),
+        new_last_24h=Count("pk", filter=Q(created_at__gte=day_ago)),
+        new_last_7d=Count("pk", filter=Q(created_at__gte=week_ago)),
+        **per_source,
+    )
+    return {key: int(value or 0) for key, value in counts.items()}
+
+
+def auth_token_for(user: User) -> str:
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key

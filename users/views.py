@@ -1,0 +1,179 @@
+"""HTTP interface of the users domain: parse the request, call a service, shape the answer.
+
+Permissions: the user directory and the sync trigger are staff only; a
+signed-in user may read and edit their own profile and read the stats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import cast
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from stayy import services as job_services
+from stayy.scheduling.registry import UnknownJob
+from users import services
+from users.filters import UserFilter
+from users.models import User
+from users.pagination import UserPagination
+from users.serializers import (
+    DetailSerializer,
+    JobRunQueuedSerializer,
+    ProfileUpdateSerializer,
+    TokenSerializer,
+    UserCreateSerializer,
+    UserSerializer,
+    UserStatsSerializer,
+    UserUpdateSerializer,
+)
+
+SYNC_JOB_NAME = "users.sync_third_party_users"
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Temporarily unavailable."
+    default_code = "service_unavailable"
+
+
+@contextmanager
+def service_errors_as_400() -> Iterator[None]:
+    """Services raise Django's ValidationError, which DRF's handler would turn into a 500."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        raise ValidationError(as_serializer_error(exc)) from None
+
+
+class TokenObtainView(APIView):
+    """Exchange a username and password for the user's API token."""
+
+    # Credentials travel in the body; a stale session cookie must not demand a CSRF token.
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=AuthTokenSerializer,
+        responses={
+            200: TokenSerializer,
+            400: OpenApiResponse(description="Missing fields, or wrong credentials."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        token = services.auth_token_obtain(user=serializer.validated_data["user"])
+        return Response(TokenSerializer({"token": token}).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List users (staff)"),
+    create=extend_schema(summary="Create a local user (staff)", request=UserCreateSerializer),
+    retrieve=extend_schema(summary="Get a user (staff)"),
+    partial_update=extend_schema(summary="Change a user (staff)", request=UserUpdateSerializer),
+    destroy=extend_schema(summary="Deactivate a user (staff); the row is kept", responses={204: None}),
+)
+class UserViewSet(GenericViewSet):
+    serializer_class = UserSerializer
+    pagination_class = UserPagination
+    filterset_class = UserFilter
+    search_fields = ["email", "display_name", "username"]
+    ordering_fields = ["id", "email", "created_at", "updated_at"]
+    ordering = ["id"]
+    # Digits only: /users/me/ and /users/stats/ never reach the detail routes,
+    # and /users/abc/ is a plain 404.
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        return services.user_list()
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.action in ("me", "stats"):
+            return [IsAuthenticated()]
+        return [IsAdminUser()]
+
+    def _user(self, pk: str) -> User:
+        user = services.user_get(user_id=int(pk))
+        if user is None:
+            raise NotFound("No user with this id.")
+        return user
+
+    def list(self, request: Request) -> Response:
+        users = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(users)
+        return self.get_paginated_response(UserSerializer(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        serializer = UserCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with service_errors_as_400():
+            user = services.user_create(**serializer.validated_data)
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(UserSerializer(self._user(pk)).data)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        user = self._user(pk)
+        serializer = UserUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with service_errors_as_400():
+            user = services.user_update(user=user, **serializer.validated_data)
+        return Response(UserSerializer(user).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.user_deactivate(user=self._user(pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(methods=["GET"], summary="Your own profile", responses=UserSerializer)
+    @extend_schema(
+        methods=["PATCH"],
+        summary="Change your display name or email",
+        request=ProfileUpdateSerializer,
+        responses=UserSerializer,
+    )
+    @action(detail=False, methods=["get", "patch"])
+    def me(self, request: Request) -> Response:
+        user = cast(User, request.user)
+        if request.method == "PATCH":
+            serializer = ProfileUpdateSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            with service_errors_as_400():
+                user = services.user_profile_update(user=user, **serializer.validated_data)
+        return Response(UserSerializer(user).data)
+
+    @extend_schema(summary="User counts (cached, refreshed every 30 s)", responses=UserStatsSerializer)
+    @action(detail=False, methods=["get"])
+    def stats(self, request: Request) -> Response:
+        return Response(UserStatsSerializer(services.user_stats_get()).data)
+
+    @extend_schema(
+        summary="Queue a sync from the third-party user service (staff)",
+        request=None,
+        responses={202: JobRunQueuedSerializer, 503: DetailSerializer},
+    )
+    @action(detail=False, methods=["post"])
+    def sync(self, request: Request) -> Response:
+        # Queued, never run here: the job leader claims the run within seconds.
+        try:
+            run = job_services.job_request_run(name=SYNC_JOB_NAME, requested_by=request.user.get_username())
+        except UnknownJob:
+            raise ServiceUnavailable(
+                f"The job {SYNC_JOB_NAME} is not registered in this deployment."
+            ) from None
+        url = request.build_absolute_uri(f"/api/jobs/{SYNC_JOB_NAME}/runs/{run.pk}/")
+        body = {"run_id": run.pk, "status": run.status, "url": url}
+        return Response(JobRunQueuedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
