@@ -37,3 +37,18 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email or self.username
+
+
+class SyncCursor(models.Model):
+    """Where an incremental sync stands in an upstream change feed (an opaque cursor, one row per feed).
+
+    It is written in the same transaction as the changes of the page it ends,
+    so the stored position always matches what the database holds.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    cursor = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,30 @@
+"""Scheduled jobs of the users domain: thin handlers that call :mod:`users.services`."""
+
+from __future__ import annotations
+
+from stayy.scheduling import JobContext, job
+from users import services
+
+
+@job("users.refresh_user_stats", every=30, timeout=20)
+def refresh_user_stats(ctx: JobContext) -> dict[str, int]:
+    """Recompute the user stats and put them in the cache the stats endpoint reads."""
+    stats = services.user_stats_refresh()
+    return {"total": stats["total"], "active": stats["active"], "inactive": stats["inactive"]}
+
+
+# --- Sync from the third-party user service (owned by the sync helper) ---
+from stayy.scheduling import JobSkipped  # noqa: E402 - kept with the part that uses it
+
+
+@job("users.sync_third_party_users", every=300, timeout=600)
+def sync_third_party_users(ctx: JobContext) -> dict[str, int]:
+    """Mirror new, changed and deleted users of the third-party user service (THIRD_PARTY_USERS_URL)."""
+    if not services.user_sync_configured():
+        raise JobSkipped("THIRD_PARTY_USERS_URL is not set")
+    counts = services.user_sync_from_upstream(
+        should_stop=lambda: ctx.cancelled, on_progress=ctx.report_progress
+    )
+    # The sync returns normally when asked to stop; this records the run as cancelled.
+    ctx.check()
+    return counts

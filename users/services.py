@@ -1,0 +1,351 @@
+"""Business logic of the users domain, shared by the REST API, the jobs and the commands.
+
+Functions are keyword-only and named ``<entity>_<action>``. They raise Django's
+``ValidationError`` (keyed by field) for bad input; each interface turns it
+into its own error form. All I/O goes through :mod:`users.repository`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, TypedDict, cast
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from users.models import User
+from users.repository import cache, db
+
+# The refresh job runs every 30 s; four intervals of slack mean a late or
+# skipped tick does not turn every request into a query, while with jobs
+# switched off the numbers are never more than two minutes old.
+STATS_CACHE_SECONDS = 120
+
+EMAIL_TAKEN = "A user with this email address already exists."
+USERNAME_TAKEN = "A user with this username already exists."
+
+
+class UserStats(TypedDict):
+    total: int
+    active: int
+    inactive: int
+    by_source: dict[str, int]
+    new_last_24h: int
+    new_last_7d: int
+    computed_at: datetime
+
+
+def user_list() -> QuerySet[User]:
+    """All users, for the API to filter, search, order and paginate."""
+    return db.user_queryset()
+
+
+def user_get(*, user_id: int) -> User | None:
+    return db.user_by_id(user_id)
+
+
+def _check_email_free(email: str, *, exclude_id: int | None = None) -> None:
+    if db.email_taken(email, exclude_id=exclude_id):
+        raise ValidationError({"email": [EMAIL_TAKEN]})
+
+
+def _raise_for_taken(*, email: str, username: str | None, exclude_id: int | None) -> None:
+    """Turn a unique-constraint race (the pre-check passed, the insert failed) into a field error."""
+    _check_email_free(email, exclude_id=exclude_id)
+    if username is not None and db.username_taken(username):
+        raise ValidationError({"username": [USERNAME_TAKEN]})
+
+
+def user_create(
+    *,
+    username: str,
+    email: str,
+    password: str | None = None,
+    display_name: str = "",
+    is_staff: bool = False,
+) -> User:
+    """Create a local user; without a password the user cannot sign in until one is set."""
+    email = User.objects.normalize_email(email)
+    _check_email_free(email)
+    if db.username_taken(username):
+        raise ValidationError({"username": [USERNAME_TAKEN]})
+    if password is not None:
+        try:
+            validate_password(password, user=User(username=username, email=email, display_name=display_name))
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from None
+    try:
+        with transaction.atomic():
+            return db.user_insert(
+                username=username,
+                email=email,
+                password=password,
+                display_name=display_name,
+                is_staff=is_staff,
+            )
+    except IntegrityError:
+        _raise_for_taken(email=email, username=username, exclude_id=None)
+        raise
+
+
+def user_update(
+    *,
+    user: User,
+    email: str | None = None,
+    display_name: str | None = None,
+    is_active: bool | None = None,
+    is_staff: bool | None = None,
+) -> User:
+    """Change the given fields (``None`` leaves a field as it is) and save only those."""
+    changes: dict[str, Any] = {}
+    if email is not None:
+        email = User.objects.normalize_email(email)
+        if email != user.email:
+            _check_email_free(email, exclude_id=user.pk)
+            changes["email"] = email
+    for field, value in (("display_name", display_name), ("is_active", is_active), ("is_staff", is_staff)):
+        if value is not None and value != getattr(user, field):
+            changes[field] = value
+    if not changes:
+        return user
+    for field, value in changes.items():
+        setattr(user, field, value)
+    try:
+        with transaction.atomic():
+            db.user_save(user, fields=list(changes))
+    except IntegrityError:
+        _raise_for_taken(email=user.email, username=None, exclude_id=user.pk)
+        raise
+    return user
+
+
+def user_profile_update(*, user: User, email: str | None = None, display_name: str | None = None) -> User:
+    """Self-service edit: people may change how they are named and reached, never their rights."""
+    return user_update(user=user, email=email, display_name=display_name)
+
+
+def user_deactivate(*, user: User) -> User:
+    """Switch the account off; the row stays so history and upstream mirroring keep their references."""
+    return user_update(user=user, is_active=False)
+
+
+def user_ensure_superuser(*, username: str, email: str, password: str) -> tuple[User, bool]:
+    """The superuser ``username``, created if missing (an existing one is left untouched)."""
+    return db.superuser_get_or_create(username=username, email=email, password=password)
+
+
+def auth_token_obtain(*, user: User) -> str:
+    """The user's API token, created on first use."""
+    return db.auth_token_for(user)
+
+
+def user_stats_compute(*, now: datetime | None = None) -> UserStats:
+    """Count users (total, active, per source, new ones) with one aggregate query."""
+    now = now or timezone.now()
+    counts = db.user_counts(day_ago=now - timedelta(days=1), week_ago=now - timedelta(days=7))
+    return {
+        "total": counts["total"],
+        "active": counts["active"],
+        "inactive": counts["total"] - counts["active"],
+        "by_source": {value: counts[f"source_{value}"] for value in User.Source.values},
+        "new_last_24h": counts["new_last_24h"],
+        "new_last_7d": counts["new_last_7d"],
+        "computed_at": now,
+    }
+
+
+def user_stats_refresh() -> UserStats:
+    """Compute the stats and store them in the cache (a cache outage only loses the store)."""
+    stats = user_stats_compute()
+    cache.stats_set(dict(stats), timeout=STATS_CACHE_SECONDS)
+    return stats
+
+
+def user_stats_get() -> UserStats:
+    """The cached stats; on a miss (or with the cache down) computed and stored now."""
+    cached = cache.stats_get()
+    if cached is not None:
+        return cast(UserStats, cached)
+    return user_stats_refresh()
+
+
+# --- Sync from the third-party user service (owned by the sync helper) ---
+
+# The imports of this part sit here so that the two parts of the file can be
+# edited independently; the lead may hoist them to the top.
+import logging  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from django.conf import settings  # noqa: E402
+from django.core.validators import validate_email  # noqa: E402
+
+from users.repository import sync_db, sync_state, upstream  # noqa: E402
+
+sync_logger = logging.getLogger("users.sync")
+
+SYNC_CURSOR_NAME = "users.third_party"
+SYNC_COUNTERS = ("pages", "created", "updated", "unchanged", "deactivated", "rejected")
+_EXTERNAL_ID_MAX = User._meta.get_field("external_id").max_length or 64
+_EMAIL_MAX = User._meta.get_field("email").max_length or 254
+_DISPLAY_NAME_MAX = User._meta.get_field("display_name").max_length or 150
+
+
+def user_sync_configured() -> bool:
+    """Whether a third-party user service is configured to sync from."""
+    return bool(settings.THIRD_PARTY_USERS_URL)
+
+
+def user_sync_username(*, external_id: str) -> str:
+    """The username of the mirror of an upstream user (the ``ext-`` prefix keeps it apart from local ones)."""
+    return f"ext-{external_id}"
+
+
+def user_sync_from_upstream(
+    *,
+    should_stop: Callable[[], bool],
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+    page_size: int = 500,
+) -> dict[str, int]:
+    """Apply the upstream change feed from the stored cursor on, one page per transaction.
+
+    Each page's changes and its ``next_cursor`` commit together, so stopping
+    (``should_stop()`` is asked before every page) or failing between pages
+    loses and repeats nothing. Returns the counters also passed to
+    ``on_progress`` after every page: pages, created, updated, unchanged,
+    deactivated, rejected. See docs/upstream.md for the rules per record.
+    """
+    if not 1 <= page_size <= 1000:
+        raise ValueError(f"page_size must be from 1 to 1000 (the upstream maximum), got {page_size}")
+    counts = dict.fromkeys(SYNC_COUNTERS, 0)
+    cursor = sync_state.get_cursor(SYNC_CURSOR_NAME)
+    while not should_stop():
+        page = upstream.fetch_changes(cursor=cursor, limit=page_size)
+        with transaction.atomic():
+            if sync_state.lock_cursor(SYNC_CURSOR_NAME) != cursor:
+                sync_logger.warning("upstream sync: the cursor was moved by another sync; stopping")
+                break
+            page_counts = _sync_page(page.users, now=timezone.now())
+            if page.next_cursor != cursor:
+                sync_state.save_cursor(SYNC_CURSOR_NAME, page.next_cursor)
+        cursor = page.next_cursor
+        counts["pages"] += 1
+        for outcome, number in page_counts.items():
+            counts[outcome] += number
+        if on_progress is not None:
+            on_progress(dict(counts))
+        if not page.has_more:
+            break
+        if not page.users:
+            # Following "has_more" past an empty page would ask for the same page forever.
+            sync_logger.warning("upstream sync: empty page with has_more=true; stopping until the next run")
+            break
+    sync_logger.info("upstream sync: %s", ", ".join(f"{key}={value}" for key, value in counts.items()))
+    return counts
+
+
+def _sync_page(records: list[upstream.UpstreamUser], *, now: datetime) -> dict[str, int]:
+    """Apply one page in the order of the feed; the caller holds the transaction."""
+    # The feed lists each user once, at its latest change; should a page
+    # repeat an id anyway, its later item is the one that counts.
+    latest = {record.id: record for record in records}
+    mirrors = sync_db.users_by_external_id(list(latest))
+    owners: dict[str, set[int | str]] = {
+        email: set(pks)
+        for email, pks in sync_db.email_owners(
+            {record.email.lower() for record in latest.values() if record.email}
+        ).items()
+    }
+    taken_usernames = sync_db.usernames_taken(
+        [user_sync_username(external_id=external_id) for external_id in latest if external_id not in mirrors]
+    )
+    creates: list[sync_db.NewMirror] = []
+    counts = dict.fromkeys(SYNC_COUNTERS[1:], 0)
+    for record in latest.values():
+        outcome = _sync_record(
+            record,
+            mirror=mirrors.get(record.id),
+            owners=owners,
+            taken_usernames=taken_usernames,
+            creates=creates,
+            now=now,
+        )
+        counts[outcome] += 1
+    # Inserted last: their emails were free when each was decided, and
+    # updates earlier in the page may be what freed them.
+    sync_db.mirrors_create(creates, synced_at=now)
+    return counts
+
+
+def _sync_record(
+    record: upstream.UpstreamUser,
+    *,
+    mirror: sync_db.Mirror | None,
+    owners: dict[str, set[int | str]],
+    taken_usernames: set[str],
+    creates: list[sync_db.NewMirror],
+    now: datetime,
+) -> str:
+    """Decide and apply one record; ``owners`` (lower-cased email → holders) follows every decision."""
+    if mirror is not None and mirror.source != User.Source.THIRD_PARTY:
+        return _sync_reject(record, "its external_id belongs to a local user")
+    if record.deleted:
+        if mirror is None or not mirror.is_active:
+            return "unchanged"
+        sync_db.mirror_update(mirror.pk, changes={"is_active": False}, synced_at=now)
+        mirror.is_active = False
+        return "deactivated"
+    problem = _sync_record_problem(record)
+    if problem:
+        return _sync_reject(record, problem)
+    assert record.email is not None  # checked by _sync_record_problem
+    email = User.objects.normalize_email(record.email)
+    holder: int | str = mirror.pk if mirror is not None else record.id
+    if owners.get(email.lower(), set()) - {holder}:
+        return _sync_reject(record, "its email is used by another user")
+    display_name = record.display_name or ""
+    if mirror is None:
+        username = user_sync_username(external_id=record.id)
+        if username in taken_usernames:
+            return _sync_reject(record, f"username {username} is used by another user")
+        creates.append(
+            sync_db.NewMirror(
+                external_id=record.id, username=username, email=email, display_name=display_name
+            )
+        )
+        owners.setdefault(email.lower(), set()).add(holder)
+        return "created"
+    wanted = {"email": email, "display_name": display_name, "is_active": True}
+    changes = {field: value for field, value in wanted.items() if getattr(mirror, field) != value}
+    if not changes:
+        return "unchanged"
+    sync_db.mirror_update(mirror.pk, changes=changes, synced_at=now)
+    if "email" in changes:
+        owners.get(mirror.email.lower(), set()).discard(mirror.pk)
+        owners.setdefault(email.lower(), set()).add(mirror.pk)
+    mirror.email, mirror.display_name, mirror.is_active = email, display_name, True
+    return "updated"
+
+
+def _sync_record_problem(record: upstream.UpstreamUser) -> str:
+    """Why a live record cannot be mirrored, or "" if it can."""
+    if len(record.id) > _EXTERNAL_ID_MAX:
+        return f"id longer than {_EXTERNAL_ID_MAX} characters"
+    if not record.email:
+        return "no email"
+    if len(record.email) > _EMAIL_MAX:
+        return f"email longer than {_EMAIL_MAX} characters"
+    try:
+        validate_email(record.email)
+    except ValidationError:
+        return "invalid email"
+    if record.display_name and len(record.display_name) > _DISPLAY_NAME_MAX:
+        return f"display_name longer than {_DISPLAY_NAME_MAX} characters"
+    return ""
+
+
+def _sync_reject(record: upstream.UpstreamUser, reason: str) -> str:
+    sync_logger.warning("upstream user %s rejected: %s", record.id, reason)
+    return "rejected"
