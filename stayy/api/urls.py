@@ -1,7 +1,32 @@
-"""URLs of the jobs API."""
+"""URLs of the jobs API, included at ``api/`` under the ``stayy_api`` namespace.
 
-from rest_framework.routers import DefaultRouter
+``jobs/`` is the catalog (one object, not a page of jobs); ``jobs/{name}/...``
+comes from a router with a lookup that accepts dots; the runs of a job are
+explicit paths, because ``str`` path segments accept dots too.
+"""
 
-router = DefaultRouter(trailing_slash=True)
+from django.urls import path
+from rest_framework.routers import SimpleRouter
 
-urlpatterns = router.urls
+from stayy.api.views import JobCatalogView, JobRunViewSet, JobViewSet
+
+app_name = "stayy_api"
+
+# SimpleRouter: a DefaultRouter's API root at "api/" would shadow other apps' routes there.
+router = SimpleRouter(trailing_slash=True)
+router.register("jobs", JobViewSet, basename="job")
+
+urlpatterns = [
+    path("jobs/", JobCatalogView.as_view(), name="job-list"),
+    *router.urls,
+    path(
+        "jobs/<str:job_name>/runs/",
+        JobRunViewSet.as_view({"get": "list"}),
+        name="job-run-list",
+    ),
+    path(
+        "jobs/<str:job_name>/runs/<int:pk>/",
+        JobRunViewSet.as_view({"get": "retrieve"}),
+        name="job-run-detail",
+    ),
+]

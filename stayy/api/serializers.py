@@ -1,0 +1,143 @@
+"""Representations of the jobs API: the catalog with its leader, a job, its runs, a run request.
+
+All of them are read-only: the API changes state only through the services
+(run now, pause, resume), never by writing a representation back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from stayy.models import Job, JobRun, LeaderLease
+
+NAMESPACE = "stayy_api"
+
+
+def run_url(run: JobRun, *, request: Any, format: str | None = None) -> str:
+    """Runs sit under their job: ``jobs/{job_name}/runs/{id}/``."""
+    return reverse(
+        f"{NAMESPACE}:job-run-detail",
+        kwargs={"job_name": run.job_name, "pk": run.pk},
+        request=request,
+        format=format,
+    )
+
+
+class LeaderSerializer(serializers.ModelSerializer[LeaderLease]):
+    """The process whose job server currently schedules the cluster's jobs."""
+
+    class Meta:
+        model = LeaderLease
+        fields = ["host", "pid", "since", "backend"]
+        read_only_fields = fields
+
+
+class LastRunSerializer(serializers.Serializer[Any]):
+    """The newest run of a job that left the queue (queued requests are not counted)."""
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=JobRun.Status.choices)
+    scheduled_for = serializers.DateTimeField()
+
+
+class JobSerializer(serializers.ModelSerializer[Job]):
+    """A job of the catalog: its schedule, pause state, next tick and newest run.
+
+    Expects the job annotated with ``last_run_id``, ``last_run_status`` and
+    ``last_run_at`` (as :func:`stayy.services.job_list` returns them).
+    """
+
+    trigger = serializers.CharField(read_only=True, help_text="Machine form, e.g. 'interval:30'.")
+    schedule = serializers.CharField(read_only=True, help_text="The trigger in words.")
+    last_run = serializers.SerializerMethodField()
+    url = serializers.HyperlinkedIdentityField(view_name=f"{NAMESPACE}:job-detail", lookup_field="name")
+
+    class Meta:
+        model = Job
+        fields = [
+            "name",
+            "description",
+            "trigger",
+            "schedule",
+            "timeout",
+            "misfire_grace",
+            "enabled",
+            "paused",
+            "next_run_at",
+            "last_run",
+            "url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(LastRunSerializer(allow_null=True))
+    def get_last_run(self, job: Job) -> dict[str, Any] | None:
+        run_id = getattr(job, "last_run_id", None)
+        if run_id is None:
+            return None
+        return LastRunSerializer(
+            {"id": run_id, "status": job.last_run_status, "scheduled_for": job.last_run_at}  # type: ignore[attr-defined]
+        ).data
+
+
+class JobCatalogSerializer(serializers.Serializer[Any]):
+    """Every registered job, who leads the job servers, and where the lease lives."""
+
+    leader = LeaderSerializer(allow_null=True, read_only=True)
+    lease_backend = serializers.ChoiceField(choices=["redis", "database"], read_only=True)
+    jobs = JobSerializer(many=True, read_only=True)
+
+
+class RunUrlField(serializers.HyperlinkedIdentityField):
+    """The URL of a run, which sits under its job: ``jobs/{job_name}/runs/{id}/``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(view_name=f"{NAMESPACE}:job-run-detail", **kwargs)
+
+    def get_url(self, obj: Any, view_name: str, request: Any, format: str | None) -> str:
+        return run_url(obj, request=request, format=format)
+
+
+class JobRunSerializer(serializers.ModelSerializer[JobRun]):
+    """One run of a job: executed, or a tick that was skipped or missed, with why."""
+
+    url = RunUrlField()
+
+    class Meta:
+        model = JobRun
+        fields = [
+            "id",
+            "job_name",
+            "scheduled_for",
+            "started_at",
+            "finished_at",
+            "status",
+            "duration_ms",
+            "host",
+            "pid",
+            "trigger",
+            "requested_by",
+            "error",
+            "summary",
+            "url",
+        ]
+        read_only_fields = fields
+
+
+class JobRunDetailSerializer(JobRunSerializer):
+    """One run of a job, with the traceback of its failure."""
+
+    class Meta(JobRunSerializer.Meta):
+        fields = [*JobRunSerializer.Meta.fields, "traceback"]
+        read_only_fields = fields
+
+
+class RunRequestedSerializer(serializers.Serializer[Any]):
+    """A manual run request, queued for the leader; follow ``url`` to see it start and finish."""
+
+    run_id = serializers.IntegerField()
+    status = serializers.CharField(help_text="Always 'queued': the leader has not claimed it yet.")
+    url = serializers.URLField()

@@ -1,0 +1,191 @@
+"""Staff endpoints of the job runtime: the catalog, run history, run now, pause and resume.
+
+Views are thin: they call :mod:`stayy.services` for anything that acts or
+ensures the catalog and :mod:`stayy.repository.run_queries` for read queries.
+No job runs inside a request; run-now queues a run that the leader executes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from stayy import services
+from stayy.api.serializers import (
+    JobCatalogSerializer,
+    JobRunDetailSerializer,
+    JobRunSerializer,
+    JobSerializer,
+    RunRequestedSerializer,
+    run_url,
+)
+from stayy.conf import stayy_settings
+from stayy.models import Job, JobRun
+from stayy.repository import run_queries
+from stayy.scheduling import registry
+
+NOT_FOUND = OpenApiResponse(description="No job of that name is registered.")
+JOB_NAME = OpenApiParameter(
+    "name", OpenApiTypes.STR, OpenApiParameter.PATH, description="Job name, e.g. users.refresh_user_stats."
+)
+
+
+def _known_job(name: str) -> Job:
+    """The catalog row of a registered job, or a 404 that lists the known jobs."""
+    try:
+        return services.job_get(name=name)
+    except registry.UnknownJob as exc:
+        raise NotFound(str(exc)) from None
+
+
+def _job_with_last_run(name: str) -> Job:
+    _known_job(name)
+    job = run_queries.job_with_last_run(name)
+    if job is None:  # deleted between the two queries
+        raise NotFound(f"unknown job {name!r}")
+    return job
+
+
+class RunPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+@extend_schema(tags=["jobs"])
+class JobCatalogView(APIView):
+    """Every registered job with its schedule, pause state and newest run, and who leads."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="List the jobs with the current leader",
+        responses=JobCatalogSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        catalog = {
+            "leader": services.leader_get(),
+            # Mirrors stayy.repository.leases.build_lease: Redis whenever REDIS_URL is set.
+            "lease_backend": "redis" if stayy_settings.redis_url else "database",
+            "jobs": services.job_list(),
+        }
+        return Response(JobCatalogSerializer(catalog, context={"request": request}).data)
+
+
+@extend_schema(tags=["jobs"])
+class JobViewSet(viewsets.GenericViewSet[Job]):
+    """One job of the catalog, and the commands that act on it across the cluster."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = JobSerializer
+    lookup_field = "name"
+    # Job names contain dots (users.refresh_user_stats); DRF's default lookup rejects them.
+    lookup_value_regex = r"[\w.-]+"
+    filter_backends: list[Any] = []
+
+    @extend_schema(
+        summary="Show one job", parameters=[JOB_NAME], responses={200: JobSerializer, 404: NOT_FOUND}
+    )
+    def retrieve(self, request: Request, name: str) -> Response:
+        return Response(self.get_serializer(_job_with_last_run(name)).data)
+
+    @extend_schema(
+        summary="Run a job now, on the leader",
+        parameters=[JOB_NAME],
+        description="Queues a manual run; the leader starts it within seconds. Never runs in the request.",
+        request=None,
+        responses={202: RunRequestedSerializer, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, name: str) -> Response:
+        try:
+            run = services.job_request_run(name=name, requested_by=request.user.get_username())
+        except registry.UnknownJob as exc:
+            raise NotFound(str(exc)) from None
+        body = {"run_id": run.pk, "status": run.status, "url": run_url(run, request=request)}
+        return Response(RunRequestedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Pause a job across the cluster",
+        parameters=[JOB_NAME],
+        request=None,
+        responses={200: JobSerializer, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, name: str) -> Response:
+        try:
+            services.job_pause(name=name, requested_by=request.user.get_username())
+        except registry.UnknownJob as exc:
+            raise NotFound(str(exc)) from None
+        return Response(self.get_serializer(_job_with_last_run(name)).data)
+
+    @extend_schema(
+        summary="Resume a paused job",
+        parameters=[JOB_NAME],
+        description="Ticks that fell in the pause are not owed a run.",
+        request=None,
+        responses={200: JobSerializer, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, name: str) -> Response:
+        try:
+            services.job_resume(name=name, requested_by=request.user.get_username())
+        except registry.UnknownJob as exc:
+            raise NotFound(str(exc)) from None
+        return Response(self.get_serializer(_job_with_last_run(name)).data)
+
+
+@extend_schema(tags=["jobs"])
+@extend_schema_view(
+    list=extend_schema(
+        summary="List a job's runs, newest first",
+        responses={200: JobRunSerializer(many=True), 404: NOT_FOUND},
+    ),
+    retrieve=extend_schema(
+        summary="Show one run with its traceback",
+        responses={
+            200: JobRunDetailSerializer,
+            404: OpenApiResponse(description="No job of that name, or no run of that id for the job."),
+        },
+    ),
+)
+class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[JobRun]):
+    """The run history of one job: executed runs, and ticks skipped or missed with the reason."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = JobRunSerializer
+    pagination_class = RunPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_fields = ["status", "trigger"]
+
+    def get_queryset(self) -> QuerySet[JobRun]:
+        if getattr(self, "swagger_fake_view", False):
+            # Schema generation has no job name in the URL; it needs only the model.
+            return run_queries.runs_of_job("")
+        _known_job(self.kwargs["job_name"])
+        return run_queries.runs_of_job(self.kwargs["job_name"])
+
+    def get_serializer_class(self) -> type[JobRunSerializer]:
+        return JobRunDetailSerializer if self.action == "retrieve" else JobRunSerializer
+
+    def get_object(self) -> JobRun:
+        job_name = self.kwargs["job_name"]
+        _known_job(job_name)
+        run = run_queries.run_of_job(job_name=job_name, run_id=int(self.kwargs["pk"]))
+        if run is None:
+            raise NotFound(f"job {job_name!r} has no run {self.kwargs['pk']}")
+        self.check_object_permissions(self.request, run)
+        return run
