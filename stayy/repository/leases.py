@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Protocol
 
 import redis
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import LockError, LockNotOwnedError
@@ -99,12 +99,31 @@ class RedisLease:
 
     def acquire(self) -> bool:
         try:
-            acquired = bool(self.lock.acquire(blocking=False, token=self.token))
+            acquired = bool(self.lock.acquire(blocking=False, token=self.token)) or self._adopt_own_key()
         except redis.RedisError as exc:
             raise LeaseUnavailable(f"Redis unreachable: {exc}") from exc
         if acquired:
             self._publish()
         return acquired
+
+    def _adopt_own_key(self) -> bool:
+        """Take the lease if the key already holds this candidate's token.
+
+        An acquire that timed out here may still have reached Redis (a stalled
+        server runs the queued SET when it resumes), or a term ended without
+        releasing: the key is ours, but nobody renews it. Extend it from now,
+        token-checked, rather than leave the cluster without a leader for a TTL.
+        """
+        token = self.token.encode()
+        if self.client.get(self.key) != token:
+            return False
+        self.lock.local.token = token
+        try:
+            self.lock.reacquire()
+        except LockError:  # expired (or taken) since the GET
+            self.lock.local.token = None
+            return False
+        return True
 
     def renew(self) -> bool:
         try:
@@ -149,6 +168,16 @@ def build_lease(*, name: str, token: str, ttl: float, redis_url: str) -> Lease:
     if redis_url:
         return RedisLease(name=name, token=token, ttl=ttl, url=redis_url)
     return DatabaseLease(name=name, token=token, ttl=ttl)
+
+
+def check_database() -> None:
+    """Raise :class:`~django.db.DatabaseError` unless the database answers.
+
+    Leading needs the database as much as the lease (ticks are claimed there),
+    whichever backend holds the lease.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
 
 
 def current_leader(name: str) -> LeaderLease | None:

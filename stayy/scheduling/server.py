@@ -78,6 +78,11 @@ class JobServer:
                     self._lead_once()
                     wait = CONTROL_POLL
                 else:
+                    if self._problem:
+                        # A Redis lease can be refused (or even taken) while the database is
+                        # still down: only a database that answers ends the problem, so a long
+                        # outage is logged once, not once per lease expiry.
+                        leases.check_database()
                     wait = 0.0 if self._try_acquire() else min(1.0, self.ttl / 3)
                 self._set_problem("")
             except (DatabaseError, leases.LeaseUnavailable) as exc:
@@ -101,12 +106,16 @@ class JobServer:
         self._stop.set()
 
     def stop(self, *, grace: float) -> None:
-        """Stop taking ticks, cancel running jobs, wait up to ``grace`` s, then release the lease."""
+        """Stop taking ticks, release the lease, cancel running jobs and wait up to ``grace`` s for them."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, self.ttl))
         elif self.state == "leader":
             self._end_term(release=False, why="stopping")
+        if self._thread is None or not self._thread.is_alive():
+            # The term is over: hand the lease on now, not after the grace. Runs still executing
+            # here keep their rows active, so the next leader skips their ticks until they return.
+            self._release_lease()
         tracker.cancel_all("shutdown")
         if not tracker.wait_idle(grace):
             left = list(tracker.running())
@@ -120,14 +129,19 @@ class JobServer:
                 )
             except DatabaseError as exc:
                 logger.error("shutdown: could not record abandoned runs %s: %s", left, exc)
-        if self._holds_lease:
-            self._holds_lease = False
-            try:
-                self.lease.release()
-            except (DatabaseError, leases.LeaseUnavailable) as exc:
-                logger.warning("shutdown: lease not released (%s); it expires within %g s", exc, self.ttl)
+        self._release_lease()
         self.state = "stopped"
         logger.info("job server %s stopped", self.name)
+
+    def _release_lease(self) -> None:
+        if not self._holds_lease:
+            return
+        self._holds_lease = False
+        try:
+            close_old_connections()  # this thread's connection may predate a database restart
+            self.lease.release()
+        except (DatabaseError, leases.LeaseUnavailable) as exc:
+            logger.warning("lease not released (%s); it expires within %g s", exc, self.ttl)
 
     def is_leader(self) -> bool:
         return self.state == "leader" and time.monotonic() < self._valid_until
@@ -139,7 +153,15 @@ class JobServer:
             return False
         self._valid_until = asked_at + self.ttl
         self._holds_lease = True
-        self._begin_term()
+        try:
+            self._begin_term()
+        except Exception:
+            # Do not sit on a lease this process cannot lead with until it expires: another
+            # candidate may be able to lead.
+            if self.state == "leader":
+                self._end_term(release=False, why="could not start the term")
+            self._release_lease()
+            raise
         return True
 
     def _begin_term(self) -> None:

@@ -1,0 +1,453 @@
+"""Harness of the cluster tests: real service processes, the evidence they leave, and the checks.
+
+Child processes are gunicorn instances and ``runjobs`` processes started with
+``tests.cluster.settings`` (the service plus the test-only ``testing.slow``
+job) against this test run's database. Each runs in a session of its own, so
+the harness can kill it together with its workers by its process group id.
+
+Evidence of execution comes from three independent places: the run table,
+the JSON log lines of every process ("run started" per execution) and the
+slow job's own execution log (``STAYY_TEST_EXEC_LOG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from django.db import connection
+from django.utils import timezone
+
+from stayy.models import Job, JobRun, LeaderLease
+from stayy.scheduling.triggers import GRID_EPOCH
+
+T = TypeVar("T")
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(sys.executable).parent
+SETTINGS_MODULE = "tests.cluster.settings"
+
+#: Lease TTL and stale-run bound of every child process; every time bound below derives from them.
+TTL = 3.0
+STALE_AFTER = 4.0
+#: Heartbeats every max(1, STALE_AFTER / 5) s and reaps every max(1, STALE_AFTER / 3) s: slack for both.
+REAP_SLACK = 1.0 + STALE_AFTER / 3
+#: Scheduling slack on this 2-core machine (thread start, queries, CPU shared by many workers).
+MARGIN = 3.0
+
+PURGE = "stayy.purge_job_runs"
+SLOW = "testing.slow"
+EXECUTED = ("succeeded", "failed", "timed_out", "running")
+MAIN_REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_until(condition: Callable[[], T], *, timeout: float, interval: float = 0.1, message: str = "") -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise Timeout(message or f"condition not met within {timeout:g} s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def database_url() -> str:
+    """A ``DATABASE_URL`` pointing a child process at this test run's PostgreSQL database."""
+    s = connection.settings_dict
+    assert connection.vendor == "postgresql", "the cluster tests run on PostgreSQL (DATABASE_URL)"
+    auth = quote(s["USER"] or "", safe="")
+    if s.get("PASSWORD"):
+        auth += ":" + quote(s["PASSWORD"], safe="")
+    return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def children(pid: int) -> set[int]:
+    try:
+        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def tick_of(at: datetime, seconds: int = 1) -> datetime:
+    """The newest tick of an interval-``seconds`` grid at or before ``at``."""
+    steps = int((at - GRID_EPOCH).total_seconds() // seconds)
+    return GRID_EPOCH + timedelta(seconds=steps * seconds)
+
+
+# --- processes ------------------------------------------------------------------
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class ServiceProcess:
+    """A child process in a session of its own, its output (stdout and stderr) in a file."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in kill()
+        self.popen = subprocess.Popen(
+            argv,
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def job_server_pids(self) -> set[int]:
+        return {self.pid}
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def records(self) -> list[dict[str, Any]]:
+        """The JSON log lines (``LOG_FORMAT=json``); gunicorn's own lines are skipped."""
+        out = []
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut by SIGKILL
+                    continue
+        return out
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything in its session (its workers), then reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=10)
+        if not self._log.closed:
+            self._log.close()
+
+
+class Gunicorn(ServiceProcess):
+    """``gunicorn -c gunicorn.conf.py`` on a free port."""
+
+    def __init__(self, name: str, *, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
+        super().__init__(
+            name, [str(BIN_DIR / "gunicorn"), "-c", "gunicorn.conf.py"], env=env, log_path=log_path
+        )
+
+    def workers(self) -> set[int]:
+        return {pid for pid in children(self.pid) if pid_alive(pid)}
+
+    def job_server_pids(self) -> set[int]:
+        return self.workers()
+
+    def request(self, method: str, path: str, *, token: str | None = None, timeout: float = 10) -> HttpAnswer:
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        req = urllib.request.Request(self.url + path, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as answer:
+                return HttpAnswer(answer.status, answer.read())
+        except urllib.error.HTTPError as exc:
+            return HttpAnswer(exc.code, exc.read())
+
+    def wait_ready(self, *, workers: int, timeout: float = 60) -> None:
+        def up() -> bool:
+            if not self.running():
+                raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.output()}")
+            if len(self.workers()) < workers:
+                return False
+            try:
+                return self.request("GET", "/healthz", timeout=2).status == 200
+            except OSError:
+                return False
+
+        wait_until(up, timeout=timeout, interval=0.2, message=f"{self.name} not serving:\n{self.output()}")
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on a free port; it can be killed and restarted on that port."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = log_path
+        self.process: ServiceProcess | None = None
+
+    def start(self) -> None:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        self.process = ServiceProcess("redis", argv, env=dict(os.environ), log_path=self.log_path)
+        wait_until(self.ping, timeout=10, message=f"redis-server not up:\n{self.process.output()}")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
+
+@dataclass
+class Cluster:
+    """The processes of one test, all of one ``JOB_NAME``; :meth:`kill_all` runs in the finalizer."""
+
+    tmp_path: Path
+    job_name: str
+    exec_log: Path
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    def env(self, *, redis_url: str, overrides: dict[str, Any] | None = None, **extra: str) -> dict[str, str]:
+        """A child's environment: this test's database, lease name and short TTLs; ``extra`` wins."""
+        skipped = ("PYTEST_", "JOB_", "RUN_MAIN", "PROMETHEUS_", "LOG_", "METRICS_", "GUNICORN_", "STAYY_")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(skipped)}
+        env.pop("THIRD_PARTY_USERS_URL", None)  # the users sync job skips instead of calling out
+        job_overrides: dict[str, Any] = {PURGE: {"interval": 1}, SLOW: {"enabled": False}}
+        job_overrides.update(overrides or {})
+        env.update(
+            DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
+            DJANGO_DEBUG="1",
+            DATABASE_URL=database_url(),
+            REDIS_URL=redis_url,
+            PYTHONUNBUFFERED="1",
+            JOB_ENABLE="1",
+            JOB_NAME=self.job_name,
+            JOB_OVERRIDES=json.dumps(job_overrides),
+            JOB_LEASE_TTL=f"{TTL:g}",
+            JOB_RUN_STALE_AFTER=f"{STALE_AFTER:g}",
+            JOB_SHUTDOWN_GRACE="10",
+            LOG_FORMAT="json",
+            LOG_LEVEL="INFO",
+            GUNICORN_ACCESS_LOG="",
+            STAYY_TEST_EXEC_LOG=str(self.exec_log),
+        )
+        env.update(extra)
+        return env
+
+    def gunicorn(self, name: str, *, env: dict[str, str], workers: int) -> Gunicorn:
+        metrics_dir = self.tmp_path / f"metrics-{name}"
+        metrics_dir.mkdir(exist_ok=True)
+        env = {**env, "WEB_CONCURRENCY": str(workers), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        process = Gunicorn(name, env=env, log_path=self.tmp_path / f"{name}.log")
+        self.processes.append(process)
+        return process
+
+    def runjobs(self, name: str, *, env: dict[str, str]) -> ServiceProcess:
+        argv = [sys.executable, "manage.py", "runjobs"]
+        process = ServiceProcess(name, argv, env=env, log_path=self.tmp_path / f"{name}.log")
+        self.processes.append(process)
+        return process
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            process.kill()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [record for process in self.processes for record in process.records()]
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ({p.pid}) ---\n{p.output()[-20000:]}" for p in self.processes)
+
+    def owner(self, pid: int) -> ServiceProcess | None:
+        """The started process that is, or whose worker is, ``pid``."""
+        for process in self.processes:
+            if pid == process.pid or pid in process.job_server_pids():
+                return process
+        return None
+
+    def exec_entries(self) -> list[dict[str, Any]]:
+        if not self.exec_log.exists():
+            return []
+        return [json.loads(line) for line in self.exec_log.read_text().splitlines() if line]
+
+
+# --- reading the database ---------------------------------------------------------------
+
+
+def leader_row(job_name: str) -> LeaderLease | None:
+    return LeaderLease.objects.filter(name=job_name).exclude(holder="").first()
+
+
+def live_leader_pid(job_name: str, *, other_than: Iterable[int] = ()) -> int | None:
+    """The pid the lease row names, if that process is alive and not one of ``other_than``."""
+    row = leader_row(job_name)
+    if row is None or row.pid is None or row.pid in set(other_than) or not pid_alive(row.pid):
+        return None
+    if row.expires_at is not None and row.expires_at < timezone.now():
+        return None
+    return row.pid
+
+
+def schedule_since(job: str) -> datetime:
+    return Job.objects.get(name=job).schedule_since
+
+
+def scheduled_rows(job: str, *, start: datetime, end: datetime) -> list[JobRun]:
+    return list(
+        JobRun.objects.filter(
+            job_name=job, trigger="schedule", scheduled_for__gte=start, scheduled_for__lte=end
+        ).order_by("scheduled_for", "id")
+    )
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+
+def tick_accounting(job: str, *, start: datetime, end: datetime) -> tuple[list[datetime], list[datetime]]:
+    """Ticks of the interval-1 grid in ``[start, end]`` without a row, and with more than one."""
+    rows = scheduled_rows(job, start=start, end=end)
+    per_tick = Counter(row.scheduled_for for row in rows)
+    ticks = []
+    tick = tick_of(start)
+    if tick < start:
+        tick += timedelta(seconds=1)
+    while tick <= end:
+        ticks.append(tick)
+        tick += timedelta(seconds=1)
+    gaps = [t for t in ticks if per_tick[t] == 0]
+    duplicates = [t for t, n in per_tick.items() if n > 1]
+    return gaps, duplicates
+
+
+def logged_starts(records: list[dict[str, Any]], job: str) -> Counter[tuple[str, str]]:
+    """Executions the processes logged ("run started"), counted per (trigger, scheduled time)."""
+    starts: Counter[tuple[str, str]] = Counter()
+    for record in records:
+        message = record.get("message", "")
+        if record.get("job") == job and message.startswith("run started ("):
+            trigger, _, rest = message[len("run started (") :].partition(", scheduled for ")
+            starts[(trigger, rest.rstrip(")"))] += 1
+    return starts
+
+
+def assert_executed_once_per_tick(cluster: Cluster, job: str, *, start: datetime, end: datetime) -> int:
+    """Each scheduled tick in the window executed at most once, by the logs (and the exec log for
+    the slow job), and exactly the ticks whose rows say they executed; returns how many executed."""
+    rows = [r for r in scheduled_rows(job, start=start, end=end) if r.status in EXECUTED]
+    row_ticks = Counter(r.scheduled_for.isoformat() for r in rows)
+    started = {
+        when: n
+        for (trigger, when), n in logged_starts(cluster.records(), job).items()
+        if trigger == "schedule" and start <= datetime.fromisoformat(when) <= end
+    }
+    twice = {when: n for when, n in started.items() if n > 1}
+    assert not twice, f"{job}: ticks executed more than once (log lines 'run started'): {twice}"
+    assert set(started) == set(row_ticks), (
+        f"{job}: executions logged {sorted(set(started) ^ set(row_ticks))} disagree with the run rows"
+    )
+    if job == SLOW:
+        execs = Counter(
+            e["scheduled_for"]
+            for e in cluster.exec_entries()
+            if e["event"] == "start"
+            and e["trigger"] == "schedule"
+            and start <= datetime.fromisoformat(e["scheduled_for"]) <= end
+        )
+        twice = {when: n for when, n in execs.items() if n > 1}
+        assert not twice, f"{job}: handler executed more than once for ticks {twice}"
+        assert set(execs) == set(row_ticks), (
+            f"{job}: handler executions {sorted(set(execs) ^ set(row_ticks))} disagree with the run rows"
+        )
+    return len(rows)
+
+
+def exec_intervals(
+    cluster: Cluster, *, trigger: str = "schedule", killed_at: dict[int, float] | None = None
+) -> list[tuple[float, float, int, int]]:
+    """(start, end, pid, run id) of each execution of the slow job, oldest first.
+
+    A run that never logged its end ends when its process was killed (``killed_at`` by pid), else
+    never (``inf``: still running, and nothing may start after it).
+    """
+    killed_at = killed_at or {}
+    starts: dict[int, dict[str, Any]] = {}
+    ends: dict[int, float] = {}
+    for entry in cluster.exec_entries():
+        if entry["trigger"] != trigger:
+            continue
+        if entry["event"] == "start":
+            starts[entry["run_id"]] = entry
+        else:
+            ends[entry["run_id"]] = entry["t"]
+    return sorted(
+        (e["t"], ends.get(run_id, killed_at.get(e["pid"], float("inf"))), e["pid"], run_id)
+        for run_id, e in starts.items()
+    )
+
+
+def assert_no_concurrent_executions(intervals: list[tuple[float, float, int, int]]) -> None:
+    for (_s1, e1, p1, r1), (s2, _e2, p2, r2) in itertools.pairwise(intervals):
+        assert s2 >= e1, f"run {r2} (pid {p2}) started {e1 - s2:.2f} s before run {r1} (pid {p1}) returned"

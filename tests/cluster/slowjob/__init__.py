@@ -1,0 +1,1 @@
+"""A test-only app with one slow job, installed only by ``tests.cluster.settings``."""

@@ -1,0 +1,58 @@
+"""``testing.slow``: sleeps, and writes each execution's start and end to a file.
+
+The file (``STAYY_TEST_EXEC_LOG``) is evidence of execution that does not come
+from the run table: the cluster tests compare it with the rows, so "one run
+per tick" is proven by what the handler did, not only by the unique index.
+
+* ``STAYY_TEST_SLOW_SECONDS``: how long a run sleeps (default 3).
+* ``STAYY_TEST_SLOW_IGNORE_CANCEL=1``: sleep through cancellation (timeout,
+  shutdown), like a handler that never calls ``ctx.check()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from stayy.scheduling import JobContext, job
+
+
+def _record(event: str, ctx: JobContext) -> None:
+    path = os.environ.get("STAYY_TEST_EXEC_LOG")
+    if not path:
+        return
+    line = json.dumps(
+        {
+            "event": event,
+            "run_id": ctx.run_id,
+            "scheduled_for": ctx.scheduled_for.isoformat(),
+            "trigger": ctx.trigger,
+            "pid": os.getpid(),
+            "t": time.time(),
+        }
+    )
+    # One write of a short line with O_APPEND: lines of several processes never interleave.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+@job("testing.slow", every=1, timeout=30, misfire_grace=60)
+def slow(ctx: JobContext) -> dict[str, float]:
+    """Sleep ``STAYY_TEST_SLOW_SECONDS`` and log the execution (tests only)."""
+    seconds = float(os.environ.get("STAYY_TEST_SLOW_SECONDS", "3"))
+    stubborn = os.environ.get("STAYY_TEST_SLOW_IGNORE_CANCEL") == "1"
+    _record("start", ctx)
+    try:
+        if stubborn:
+            time.sleep(seconds)
+        else:
+            ctx.sleep(seconds)
+    finally:
+        _record("end", ctx)
+    if not stubborn:
+        ctx.check()
+    return {"slept": seconds}
