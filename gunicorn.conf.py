@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 from config.env import ConfigError, env_float, env_int, env_str
 
@@ -34,6 +35,12 @@ errorlog = "-"
 # host (or in tests) would fight over it, and Stayy does not use it.
 control_socket_disable = True
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# prometheus-client picks multiprocess mode when it is first imported, so the
+# directory is set here, before the app loads: every worker writes its metrics
+# there and /metrics merges them. One directory per gunicorn master.
+_own_metrics_dir = os.path.join(tempfile.gettempdir(), f"stayy-prometheus-{os.getpid()}")
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
@@ -45,6 +52,12 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     except ConfigError as exc:
         sys.stderr.write(f"stayy: {exc}\n")
         sys.exit(2)
+    # Files left by an earlier run would add old counts to the new ones.
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(metrics_dir, exist_ok=True)
+    for entry in os.scandir(metrics_dir):
+        if entry.is_file() and entry.name.endswith(".db"):
+            os.unlink(entry.path)
 
 
 def pre_fork(server, worker):  # type: ignore[no-untyped-def]
@@ -64,3 +77,18 @@ def worker_exit(server, worker):  # type: ignore[no-untyped-def]
     from stayy.runtime import embedded
 
     embedded.stop()
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    # Drops the exited worker's live gauges (the leader gauge); its counters stay in the sums.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    # Only the directory made up above; one given in the environment is the operator's.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == _own_metrics_dir:
+        import shutil
+
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

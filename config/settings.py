@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "stayy.observability.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -214,16 +215,37 @@ STAYY = {
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ConfigError("LOG_LEVEL", f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL; got {LOG_LEVEL!r}")
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ConfigError("LOG_FORMAT", f"expected plain or json; got {env_str('LOG_FORMAT')!r}")
+# One handler for everything (HTTP, jobs, Django, libraries): the filter adds
+# the job name and run id of the run a line was written in.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"run_context": {"()": "stayy.observability.logcontext.RunContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"},
+        "plain": {"()": "stayy.observability.logformat.PlainFormatter"},
+        "json": {"()": "stayy.observability.logformat.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["run_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own handlers removed: its loggers propagate to the one above.
+        "django": {"level": "INFO", "propagate": True},
+        # runserver's request lines; stayy.http logs every request already.
+        "django.server": {"level": "WARNING", "propagate": True},
         "apscheduler": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
     },
 }
+
+# --- Metrics ------------------------------------------------------------------
+# Bearer token for /metrics; unset, /metrics answers 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
