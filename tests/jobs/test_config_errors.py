@@ -1,0 +1,123 @@
+"""A bad setting stops ``manage.py`` and gunicorn with one line naming it, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.jobs.support import BIN_DIR, PROJECT_DIR, free_port
+
+BAD_SETTINGS = [
+    pytest.param({"JOB_OVERRIDES": '{"nope.job": {}}'}, "JOB_OVERRIDES", "nope.job", id="unknown-job"),
+    pytest.param({"JOB_OVERRIDES": "not json"}, "JOB_OVERRIDES", "JSON", id="not-json"),
+    pytest.param(
+        {"JOB_OVERRIDES": '{"stayy.purge_job_runs": {"interval": 0}}'},
+        "JOB_OVERRIDES",
+        "stayy.purge_job_runs",
+        id="bad-interval",
+    ),
+    pytest.param({"JOB_ENABLE": "maybe"}, "JOB_ENABLE", "maybe", id="job-enable"),
+    pytest.param({"DATABASE_URL": "foo://x"}, "DATABASE_URL", "foo://x", id="database-url"),
+    pytest.param({"JOB_LEASE_TTL": "0.5"}, "JOB_LEASE_TTL", "0.5", id="lease-ttl"),
+]
+
+
+def env_with(**changes: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "JOB_"))}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    env["DJANGO_DEBUG"] = "1"
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def assert_one_line_naming(stderr: str, setting: str, detail: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    ours = [line for line in stderr.splitlines() if line.startswith("stayy: ")]
+    assert len(ours) == 1, stderr
+    assert f"invalid setting {setting}" in ours[0], stderr
+    assert detail in ours[0], stderr
+
+
+@pytest.mark.parametrize(("changes", "setting", "detail"), BAD_SETTINGS)
+def test_manage_py_check_fails_with_one_line(changes, setting, detail):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=env_with(**changes),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0, result.stderr  # exactly one line
+    assert_one_line_naming(result.stderr, setting, detail)
+
+
+def test_manage_py_without_secret_key_when_debug_is_off():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=env_with(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert_one_line_naming(result.stderr, "DJANGO_SECRET_KEY", "DJANGO_DEBUG")
+
+
+def test_manage_py_check_passes_with_good_settings(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=env_with(
+            JOB_OVERRIDES='{"stayy.purge_job_runs": {"interval": 5}}',
+            JOB_ENABLE="0",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'check.sqlite3'}",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def run_gunicorn(**changes: str) -> subprocess.CompletedProcess[str]:
+    env = env_with(**{"GUNICORN_BIND": f"127.0.0.1:{free_port()}", "WEB_CONCURRENCY": "1", **changes})
+    return subprocess.run(
+        [str(BIN_DIR / "gunicorn"), "-c", "gunicorn.conf.py"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,  # it must stop by itself, long before this
+    )
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize(
+    ("changes", "setting", "detail"),
+    [
+        *BAD_SETTINGS[:1],
+        BAD_SETTINGS[3],
+        BAD_SETTINGS[4],
+        pytest.param({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY", "0", id="web-concurrency-0"),
+        pytest.param({"GUNICORN_TIMEOUT": "soon"}, "GUNICORN_TIMEOUT", "soon", id="gunicorn-timeout"),
+        pytest.param({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY", "two", id="web-concurrency-not-a-number"),
+    ],
+)
+def test_gunicorn_fails_fast_with_one_line(changes, setting, detail):
+    started = time.monotonic()
+    result = run_gunicorn(**changes)
+    assert time.monotonic() - started < 15, "gunicorn took long to give up"
+    assert result.returncode != 0, result.stderr
+    assert_one_line_naming(result.stderr, setting, detail)

@@ -1,0 +1,445 @@
+"""Run recording: outcomes, timeouts, per-tick claims, missed and skipped ticks, lost runs.
+
+The runner closes and checks database connections around each run (as Django does
+per request), which a test transaction does not survive, and its watchdog and
+heartbeat run in threads of their own: these tests use transactional test cases.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from stayy.models import Job, JobRun
+from stayy.repository import runs
+from stayy.scheduling import JobSkipped, runner
+from stayy.scheduling.triggers import fire_times
+from tests.jobs.support import grid_tick, run_rows, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = JobRun.Status
+
+
+def always_leader() -> bool:  # still_leader of a process that keeps its lease
+    return True
+
+
+class Calls:
+    """A handler that counts its calls."""
+
+    def __init__(self, result=None, delay: float = 0.0) -> None:
+        self.count = 0
+        self.result = result if result is not None else {"ok": 1}
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self, ctx):
+        with self.lock:
+            self.count += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return self.result
+
+
+def in_thread(target, *args):
+    """Run ``target`` in a thread of its own (with its own database connection, closed at the end)."""
+    results: list = []
+    errors: list = []
+
+    def run():
+        try:
+            results.append(target(*args))
+        except BaseException as exc:  # the test asserts on results and shows these
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, results, errors
+
+
+# --- execute(): outcomes ---------------------------------------------------------------
+
+
+def test_succeeded_with_summary_and_duration(make_job):
+    def handler(ctx):
+        ctx.report_progress(pages=2)
+        time.sleep(0.05)
+        return {"fetched": 3}
+
+    spec = make_job("tests.ok_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.SUCCEEDED
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED
+    assert run.summary == {"pages": 2, "fetched": 3}
+    assert run.error == "" and run.traceback == ""
+    assert run.active is False
+    assert run.finished_at is not None and run.finished_at >= run.started_at
+    assert run.duration_ms is not None and 50 <= run.duration_ms < 10_000
+    assert (run.host, run.pid) == (socket.gethostname(), os.getpid())
+
+
+def test_handler_exception_is_failed_with_error_and_traceback(make_job):
+    def exploding_handler(ctx):
+        raise ValueError("upstream said no")
+
+    spec = make_job("tests.failing_job", exploding_handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.FAILED
+    run.refresh_from_db()
+    assert run.status == Status.FAILED
+    assert run.error == "ValueError: upstream said no"
+    assert "Traceback (most recent call last)" in run.traceback
+    assert "exploding_handler" in run.traceback
+    assert run.active is False and run.finished_at is not None and run.duration_ms is not None
+
+
+def test_job_skipped_is_recorded_with_the_reason(make_job):
+    def handler(ctx):
+        raise JobSkipped("upstream in maintenance")
+
+    spec = make_job("tests.skipping_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.SKIPPED
+    run.refresh_from_db()
+    assert (run.status, run.error, run.active) == (Status.SKIPPED, "upstream in maintenance", False)
+
+
+def test_progress_is_stored_while_the_run_executes(make_job):
+    reported, release = threading.Event(), threading.Event()
+
+    def handler(ctx):
+        ctx.report_progress(done=5)
+        reported.set()
+        release.wait(30)
+        return {"done": 10}
+
+    spec = make_job("tests.progress_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    thread, results, errors = in_thread(runner.execute, spec, run)
+    try:
+        wait_until(
+            lambda: JobRun.objects.get(pk=run.pk).summary == {"done": 5},
+            timeout=10,
+            message="no live progress",
+        )
+        assert JobRun.objects.get(pk=run.pk).status == Status.RUNNING
+    finally:
+        release.set()
+        thread.join(10)
+    assert results == [Status.SUCCEEDED], errors
+    assert JobRun.objects.get(pk=run.pk).summary == {"done": 10}
+
+
+# --- timeouts --------------------------------------------------------------------------
+
+
+def test_timeout_marks_the_run_at_the_deadline_and_keeps_it_active_until_the_handler_returns(make_job):
+    release, cancelled = threading.Event(), threading.Event()
+
+    def slow(ctx):
+        while not ctx.cancelled:
+            ctx.sleep(0.05)
+        cancelled.set()
+        release.wait(30)  # takes its time to return after the cancellation
+        return {"stopped": ctx.cancel_reason}
+
+    spec = make_job("tests.slow_job", slow, every=60, timeout=0.5, misfire_grace=3600)
+    tick = grid_tick(60)
+    run = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(seconds=60))
+    started = time.monotonic()
+    thread, results, errors = in_thread(runner.execute, spec, run)
+    try:
+        row = wait_until(
+            lambda: JobRun.objects.filter(pk=run.pk, status=Status.TIMED_OUT).first(),
+            timeout=10,
+            interval=0.02,
+            message="run never recorded as timed out",
+        )
+        elapsed = time.monotonic() - started
+        assert 0.45 <= elapsed < 5, elapsed
+        assert 500 <= row.duration_ms < 5000
+        assert row.error == "timed out after 0.5 s; cancellation requested"
+        assert row.finished_at is not None
+        assert row.active is True, "the handler still executes"
+        assert cancelled.wait(5), "the handler was not told to stop"
+
+        # The next tick sees the handler still executing and records why it does not run.
+        runner.run_tick(spec, tick, still_leader=always_leader)
+        skipped = JobRun.objects.get(job_name=spec.name, scheduled_for=tick)
+        assert skipped.status == Status.SKIPPED
+        assert "previous run timed out and has not returned" in skipped.error
+        assert f"run {run.pk}" in skipped.error
+        assert JobRun.objects.get(pk=run.pk).active is True
+    finally:
+        release.set()
+        thread.join(10)
+    assert results == [Status.TIMED_OUT], errors
+    row = JobRun.objects.get(pk=run.pk)
+    assert (row.status, row.active) == (Status.TIMED_OUT, False)
+    assert row.error == "timed out after 0.5 s; cancellation requested"
+    assert row.summary == {"stopped": "timed out after 0.5 s"}
+
+
+def test_a_handler_that_returns_on_cancel_is_timed_out(make_job):
+    def cooperative(ctx):
+        while True:
+            ctx.sleep(0.05)
+            ctx.check()
+
+    spec = make_job("tests.cooperative_job", cooperative, timeout=0.3)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.TIMED_OUT
+    row = JobRun.objects.get(pk=run.pk)
+    assert (row.status, row.active) == (Status.TIMED_OUT, False)
+    assert "timed out after 0.3 s" in row.error
+
+
+# --- run_tick(): claims --------------------------------------------------------------
+
+
+def test_a_tick_runs_once_when_run_twice(make_job):
+    handler = Calls()
+    spec = make_job("tests.ok_job", handler, every=60, misfire_grace=3600)
+    tick = grid_tick(60)
+    runner.run_tick(spec, tick, still_leader=always_leader)
+    runner.run_tick(spec, tick, still_leader=always_leader)
+    assert handler.count == 1
+    (row,) = run_rows(job_name=spec.name)
+    assert (row.scheduled_for, row.status, row.trigger) == (tick, Status.SUCCEEDED, JobRun.Trigger.SCHEDULE)
+
+
+def claim_race(make_job):
+    handler = Calls(delay=0.3)
+    spec = make_job("tests.raced_job", handler, every=60, misfire_grace=3600)
+    tick = grid_tick(60)
+    barrier = threading.Barrier(3)
+
+    def contender():
+        barrier.wait(10)
+        runner.run_tick(spec, tick, still_leader=always_leader)
+
+    threads = [in_thread(contender)[0] for _ in range(3)]
+    for thread in threads:
+        thread.join(20)
+    assert handler.count == 1
+    rows = run_rows(job_name=spec.name)
+    assert [(r.scheduled_for, r.status) for r in rows] == [(tick, Status.SUCCEEDED)]
+
+
+def test_concurrent_claims_of_one_tick_execute_it_once(make_job):
+    claim_race(make_job)
+
+
+@pytest.mark.sqlite
+def test_concurrent_claims_of_one_tick_execute_it_once_on_sqlite(make_job):
+    claim_race(make_job)
+
+
+def test_not_leader_means_no_row_and_no_execution(make_job):
+    handler = Calls()
+    spec = make_job("tests.ok_job", handler, misfire_grace=3600)
+    runner.run_tick(spec, grid_tick(60), still_leader=lambda: False)
+    assert handler.count == 0
+    assert run_rows(job_name=spec.name) == []
+
+
+def test_leadership_lost_just_before_the_claim_means_no_execution(make_job):
+    handler = Calls()
+    spec = make_job("tests.ok_job", handler, misfire_grace=3600)
+    answers = iter([True, False])
+    runner.run_tick(spec, grid_tick(60), still_leader=lambda: next(answers, False))
+    assert handler.count == 0
+    assert run_rows(job_name=spec.name) == []
+
+
+# --- run_tick(): ticks that do not run -------------------------------------------------
+
+
+def test_missed_ticks_since_the_schedule_started_are_recorded(make_job):
+    handler = Calls()
+    spec = make_job("tests.ticking_job", handler, every=10, misfire_grace=3600)
+    tick = grid_tick(10)
+    since = tick - timedelta(seconds=65)
+    Job.objects.filter(name=spec.name).update(schedule_since=since)
+    runner.run_tick(spec, tick, still_leader=always_leader)
+
+    expected = [t for t in fire_times(spec.schedule, after=since, until=tick, limit=100) if t < tick]
+    assert expected == [tick - timedelta(seconds=s) for s in (60, 50, 40, 30, 20, 10)]
+    rows = run_rows(job_name=spec.name)
+    assert [(r.scheduled_for, r.status) for r in rows] == [
+        *((t, Status.MISSED) for t in expected),
+        (tick, Status.SUCCEEDED),
+    ]
+    assert all("no scheduler ran this tick" in r.error for r in rows[:-1])
+    assert handler.count == 1
+
+
+def test_missed_ticks_are_counted_from_the_last_recorded_tick(make_job):
+    spec = make_job("tests.ticking_job", Calls(), every=10, misfire_grace=3600)
+    tick = grid_tick(10)
+    Job.objects.filter(name=spec.name).update(schedule_since=tick - timedelta(seconds=300))
+    last = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(seconds=30))
+    runs.finish(last, status=Status.SUCCEEDED, summary={})
+    runner.run_tick(spec, tick, still_leader=always_leader)
+    rows = run_rows(job_name=spec.name)
+    assert [(tick - r.scheduled_for, r.status) for r in rows] == [
+        (timedelta(seconds=30), Status.SUCCEEDED),
+        (timedelta(seconds=20), Status.MISSED),
+        (timedelta(seconds=10), Status.MISSED),
+        (timedelta(0), Status.SUCCEEDED),
+    ]
+
+
+def test_a_tick_later_than_the_misfire_grace_is_missed(make_job):
+    handler = Calls()
+    spec = make_job("tests.strict_job", handler, every=10, misfire_grace=1)
+    late_tick = grid_tick(10) - timedelta(seconds=10)
+    runner.run_tick(spec, late_tick, still_leader=always_leader)
+    assert handler.count == 0
+    (row,) = run_rows(job_name=spec.name)
+    assert row.status == Status.MISSED
+    assert row.scheduled_for == late_tick
+    assert "s late, past the misfire grace of 1 s" in row.error
+    assert row.active is False
+
+
+def test_overlap_is_skipped_with_the_reason(make_job):
+    handler = Calls()
+    spec = make_job("tests.busy_job", handler, misfire_grace=3600)
+    now = timezone.now()
+    other = JobRun.objects.create(
+        job_name=spec.name,
+        scheduled_for=now - timedelta(seconds=5),
+        trigger=JobRun.Trigger.MANUAL,
+        status=Status.RUNNING,
+        active=True,
+        started_at=now - timedelta(seconds=5),
+        heartbeat_at=now,
+        host="other-host",
+        pid=4242,
+    )
+    tick = grid_tick(60)
+    runner.run_tick(spec, tick, still_leader=always_leader)
+    assert handler.count == 0
+    row = JobRun.objects.get(job_name=spec.name, scheduled_for=tick)
+    assert row.status == Status.SKIPPED
+    assert row.error == f"previous run still running (run {other.pk} on other-host:4242)"
+    other.refresh_from_db()
+    assert (other.status, other.active) == (Status.RUNNING, True)
+
+
+def test_a_run_with_a_stale_heartbeat_is_reaped_by_the_next_tick(make_job):
+    handler = Calls()
+    spec = make_job("tests.reaped_job", handler, misfire_grace=3600)
+    long_ago = timezone.now() - timedelta(hours=1)
+    lost = JobRun.objects.create(
+        job_name=spec.name,
+        scheduled_for=long_ago,
+        trigger=JobRun.Trigger.MANUAL,
+        status=Status.RUNNING,
+        active=True,
+        started_at=long_ago,
+        heartbeat_at=long_ago,
+        host="dead-host",
+        pid=999999,
+    )
+    tick = grid_tick(60)
+    runner.run_tick(spec, tick, still_leader=always_leader)
+    lost.refresh_from_db()
+    assert lost.status == Status.FAILED
+    assert lost.active is False
+    assert lost.error == "process lost: dead-host:999999 stopped heartbeating"
+    assert lost.finished_at is not None
+    assert handler.count == 1
+    assert JobRun.objects.get(job_name=spec.name, scheduled_for=tick).status == Status.SUCCEEDED
+
+
+def test_a_live_run_keeps_its_heartbeat_and_is_not_reaped(make_job, settings):
+    settings.STAYY = {**settings.STAYY, "RUN_STALE_AFTER": 3.0}  # heartbeat every second
+    release = threading.Event()
+
+    def long_handler(ctx):
+        release.wait(30)
+
+    spec = make_job("tests.long_job", long_handler, every=60, misfire_grace=3600)
+    tick = grid_tick(60)
+    run = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(seconds=60))
+    thread, results, errors = in_thread(runner.execute, spec, run)
+    try:
+
+        def older_than_stale_and_fresh():
+            row = JobRun.objects.get(pk=run.pk)
+            now = timezone.now()
+            old = (now - row.started_at).total_seconds() > 3.5
+            return old and (now - row.heartbeat_at).total_seconds() < 2.0
+
+        wait_until(older_than_stale_and_fresh, timeout=15, message="no heartbeat while the run executes")
+        runner.run_tick(spec, tick, still_leader=always_leader)
+        row = JobRun.objects.get(pk=run.pk)
+        assert (row.status, row.active) == (Status.RUNNING, True)
+        skipped = JobRun.objects.get(job_name=spec.name, scheduled_for=tick)
+        assert skipped.status == Status.SKIPPED
+        assert "previous run still running" in skipped.error
+    finally:
+        release.set()
+        thread.join(10)
+    assert results == [Status.SUCCEEDED], errors
+
+
+def test_a_summary_that_is_not_json_does_not_leave_the_run_running(make_job):
+    """A handler may return values JSON cannot store (a datetime cursor); the run must still be closed."""
+
+    def handler(ctx):
+        return {"synced_until": timezone.now()}
+
+    spec = make_job("tests.cursor_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    try:
+        outcome = runner.execute(spec, run)
+    except Exception as exc:  # the assertion below reports it
+        outcome = f"raised {type(exc).__name__}: {exc}"
+    row = JobRun.objects.get(pk=run.pk)
+    assert (row.status, row.active) != (Status.RUNNING, True), (
+        f"execute() -> {outcome}; the run row stays running/active until it is reaped as 'process lost'"
+    )
+    assert outcome in (Status.SUCCEEDED, Status.FAILED)
+
+
+# --- catalog and catch-up bounds ---------------------------------------------------------
+
+
+def test_a_changed_schedule_is_not_owed_ticks_of_the_old_one(make_job):
+    from stayy.repository import catalog
+    from stayy.scheduling import registry
+
+    spec = make_job("tests.retimed_job", every=60)
+    Job.objects.filter(name=spec.name).update(schedule_since=timezone.now() - timedelta(hours=1))
+    registry.apply_overrides({spec.name: {"interval": 30}})
+    before = timezone.now()
+    row = catalog.sync_from_specs([registry.get(spec.name)])[spec.name]
+    assert row.trigger == "interval:30" and row.schedule == "every 30 seconds"
+    assert row.schedule_since >= before
+    unchanged = catalog.sync_from_specs([registry.get(spec.name)])[spec.name]
+    assert unchanged.schedule_since == row.schedule_since
+
+
+def test_missed_ticks_are_bounded_by_the_catchup_window(make_job, settings):
+    settings.STAYY = {**settings.STAYY, "CATCHUP_WINDOW": 30.0}
+    spec = make_job("tests.ticking_job", Calls(), every=10, misfire_grace=3600)
+    tick = grid_tick(10)
+    Job.objects.filter(name=spec.name).update(schedule_since=tick - timedelta(hours=2))
+    runner.run_tick(spec, tick, still_leader=always_leader)
+    missed = run_rows(job_name=spec.name, status=Status.MISSED)
+    assert 2 <= len(missed) <= 3
+    assert all(timezone.now() - r.scheduled_for <= timedelta(seconds=40) for r in missed)
