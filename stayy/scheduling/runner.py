@@ -22,6 +22,8 @@ from django_apscheduler.util import close_old_connections as db_connections_chec
 
 from stayy.conf import stayy_settings
 from stayy.models import JobRun
+from stayy.observability import metrics
+from stayy.observability.logcontext import bind_run
 from stayy.repository import catalog, runs
 from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
 from stayy.scheduling.registry import JobSpec
@@ -53,22 +55,24 @@ def run_tick(spec: JobSpec, scheduled_for: datetime, *, still_leader: Callable[[
         _record_missed_before(spec, scheduled_for, now)
         late = (now - scheduled_for).total_seconds()
         if late > spec.misfire_grace:
-            runs.record_tick(
+            if runs.record_tick(
                 job_name=spec.name,
                 scheduled_for=scheduled_for,
                 status=Status.MISSED,
                 reason=f"started {late:.1f} s late, past the misfire grace of {spec.misfire_grace:g} s",
-            )
+            ):
+                metrics.observe_ticks_not_run(spec.name, Status.MISSED)
             return
         runs.reap_lost(stale_after=stayy_settings.run_stale_after)
         other = runs.active_elsewhere(job_name=spec.name)
         if other is not None:
-            runs.record_tick(
+            if runs.record_tick(
                 job_name=spec.name,
                 scheduled_for=scheduled_for,
                 status=Status.SKIPPED,
                 reason=overlap_reason(other),
-            )
+            ):
+                metrics.observe_ticks_not_run(spec.name, Status.SKIPPED)
             return
         if not still_leader():
             return
@@ -101,6 +105,7 @@ def _record_missed_before(spec: JobSpec, scheduled_for: datetime, now: datetime)
             ),
         )
         if count:
+            metrics.observe_ticks_not_run(spec.name, Status.MISSED, count)
             logger.warning(
                 "%s: recorded %d missed tick(s) before %s", spec.name, count, scheduled_for.isoformat()
             )
@@ -168,7 +173,8 @@ def execute(
     status, error, exc_info = Status.SUCCEEDED, "", None
     ctx.logger.info("run started (%s, scheduled for %s)", run.trigger, run.scheduled_for.isoformat())
     try:
-        result = spec.handler(ctx)
+        with bind_run(spec.name, run.pk):
+            result = spec.handler(ctx)
         if result:
             ctx.summary.update(result)
     except JobSkipped as exc:
@@ -188,6 +194,17 @@ def execute(
         ctx.logger.error("outcome %s not recorded: %s", status, exc)
     finally:
         tracker.unregister(run.pk)
+    started_at = run.started_at
+    metrics.observe_run(
+        spec.name,
+        str(status),
+        duration_s=time.monotonic() - ctx.started_monotonic,
+        lateness_s=(
+            (started_at - run.scheduled_for).total_seconds()
+            if run.trigger == JobRun.Trigger.SCHEDULE and started_at is not None
+            else None
+        ),
+    )
     log = ctx.logger.info if status in (Status.SUCCEEDED, Status.SKIPPED) else ctx.logger.warning
     log("run %s%s", status, f": {error}" if error else "", exc_info=exc_info)
     return str(status)

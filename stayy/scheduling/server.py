@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from stayy.conf import stayy_settings
 from stayy.models import JobRun
+from stayy.observability import metrics
 from stayy.repository import catalog, leases, runs
 from stayy.scheduling import registry, runner
 from stayy.scheduling.executor import TickExecutor
@@ -183,6 +184,7 @@ class JobServer:
         scheduler.start()
         self._scheduler = scheduler
         self.state = "leader"
+        metrics.set_leader(self.name, True)
         self.leader_since = timezone.now()
         self._next_renew = time.monotonic() + self.ttl / 3
         self._next_reap = 0.0
@@ -198,6 +200,7 @@ class JobServer:
     def _end_term(self, *, release: bool, why: str) -> None:
         scheduler, self._scheduler = self._scheduler, None
         self.state = "candidate"
+        metrics.set_leader(self.name, False)
         self._valid_until = 0.0
         if scheduler is not None:
             scheduler.shutdown(wait=False)
