@@ -38,7 +38,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy .
+	DJANGO_DEBUG=1 $(BIN)/mypy config stayy users gunicorn.conf.py
 
 clean:
 	rm -rf $(VENV) .cache staticfiles db.sqlite3* test-db.sqlite3*

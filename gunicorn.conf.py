@@ -18,7 +18,8 @@ from config.env import ConfigError, env_float, env_int, env_str
 
 try:
     bind = env_str("GUNICORN_BIND", "127.0.0.1:8000")
-    workers = env_int("WEB_CONCURRENCY", 2, minimum=1)
+    # Not WEB_CONCURRENCY: gunicorn parses that itself, with a traceback on a bad value.
+    workers = env_int("GUNICORN_WORKERS", 2, minimum=1)
     threads = env_int("GUNICORN_THREADS", 4, minimum=1)
     _job_grace = env_float("JOB_SHUTDOWN_GRACE", 20.0, minimum=0.0)
     timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
@@ -29,7 +30,8 @@ except ConfigError as _exc:
 wsgi_app = "config.wsgi:application"
 worker_class = "gthread"
 graceful_timeout = int(_job_grace) + 10
-accesslog = env_str("GUNICORN_ACCESS_LOG", "-") or None
+# Off by default: the stayy.http logger already logs every request, in the service format.
+accesslog = env_str("GUNICORN_ACCESS_LOG", "") or None
 errorlog = "-"
 # gunicorn's control socket lives at one path per user; several instances on a
 # host (or in tests) would fight over it, and Stayy does not use it.

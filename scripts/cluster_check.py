@@ -205,7 +205,7 @@ def child_env(
         "JOB_ENABLE": "1",
         "JOB_NAME": job_name,
         "JOB_OVERRIDES": json.dumps(overrides),
-        "WEB_CONCURRENCY": str(workers),
+        "GUNICORN_WORKERS": str(workers),
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_ACCESS_LOG": "",
         "LOG_FORMAT": "json",

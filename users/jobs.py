@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stayy.scheduling import JobContext, job
+from stayy.scheduling import JobContext, JobSkipped, job
 from users import services
 
 
@@ -13,8 +13,7 @@ def refresh_user_stats(ctx: JobContext) -> dict[str, int]:
     return {"total": stats["total"], "active": stats["active"], "inactive": stats["inactive"]}
 
 
-# --- Sync from the third-party user service (owned by the sync helper) ---
-from stayy.scheduling import JobSkipped  # noqa: E402 - kept with the part that uses it
+# --- Sync from the third-party user service ---
 
 
 @job("users.sync_third_party_users", every=300, timeout=600)

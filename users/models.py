@@ -16,7 +16,8 @@ class User(AbstractUser):
 
     email = models.EmailField(unique=True)
     display_name = models.CharField(max_length=150, blank=True)
-    external_id = models.CharField(
+    # NULL, not "", for "no upstream id": the unique constraint must not see local users as equal.
+    external_id = models.CharField(  # noqa: DJ001
         max_length=64, null=True, blank=True, help_text="Id in the third-party user service."
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.LOCAL)

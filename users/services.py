@@ -7,17 +7,21 @@ into its own error form. All I/O goes through :mod:`users.repository`.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, cast
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from users.models import User
-from users.repository import cache, db
+from users.repository import cache, db, sync_db, sync_state, upstream
 
 # The refresh job runs every 30 s; four intervals of slack mean a late or
 # skipped tick does not turn every request into a query, while with jobs
@@ -172,17 +176,11 @@ def user_stats_get() -> UserStats:
     return user_stats_refresh()
 
 
-# --- Sync from the third-party user service (owned by the sync helper) ---
+# --- Sync from the third-party user service ---
 
 # The imports of this part sit here so that the two parts of the file can be
 # edited independently; the lead may hoist them to the top.
-import logging  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
-from django.conf import settings  # noqa: E402
-from django.core.validators import validate_email  # noqa: E402
-
-from users.repository import sync_db, sync_state, upstream  # noqa: E402
 
 sync_logger = logging.getLogger("users.sync")
 

@@ -38,7 +38,10 @@ def sync_from_specs(specs: list[JobSpec]) -> dict[str, Job]:
             job = Job.objects.create(name=spec.name, schedule_since=now, **fields)
         else:
             changed = {k: v for k, v in fields.items() if getattr(job, k) != v}
-            if "trigger" in changed or (changed.get("enabled") is True):
+            # Ticks are owed from when a leader first schedules the job (a row made by
+            # listing the jobs has no next run yet), or its trigger changed, or it was re-enabled.
+            never_scheduled = job.next_run_at is None and not job.paused
+            if "trigger" in changed or changed.get("enabled") is True or never_scheduled:
                 changed["schedule_since"] = now
             if changed:
                 for key, value in changed.items():
@@ -67,6 +70,11 @@ def set_paused(name: str, *, paused: bool, by: str) -> None:
     if not paused:
         fields["schedule_since"] = timezone.now()
     Job.objects.filter(name=name, paused=not paused).update(**fields)
+
+
+def mark_resumed(name: str) -> None:
+    """The leader resumed the job now: ticks from before are not owed (they were paused)."""
+    Job.objects.filter(name=name).update(schedule_since=timezone.now())
 
 
 def set_next_run_times(next_runs: dict[str, datetime | None]) -> None:

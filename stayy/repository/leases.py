@@ -61,7 +61,9 @@ class DatabaseLease:
             "since": now,
             "expires_at": now + timedelta(seconds=self.ttl),
         }
-        free = Q(holder="") | Q(expires_at__lt=now) | Q(expires_at__isnull=True)
+        # Our own unexpired row counts as free: a term that ended without a release
+        # (e.g. the database blinked) can be resumed at once.
+        free = Q(holder="") | Q(holder=self.token) | Q(expires_at__lt=now) | Q(expires_at__isnull=True)
         if LeaderLease.objects.filter(Q(name=self.name) & free).update(**fields):
             return True
         try:
@@ -128,6 +130,7 @@ class RedisLease:
     def renew(self) -> bool:
         try:
             self.lock.reacquire()
+            self._publish(renewed=True)
         except LockNotOwnedError:
             return False
         except LockError:
@@ -147,21 +150,28 @@ class RedisLease:
                 holder="", expires_at=timezone.now()
             )
 
-    def _publish(self) -> None:
-        """Tell the API and admin who leads; the lease itself is in Redis."""
+    def _publish(self, *, renewed: bool = False) -> None:
+        """Tell the API and admin who leads and until when; the lease itself is in Redis.
+
+        Best effort: a database hiccup must not cost the lease.
+        """
         now = timezone.now()
-        fields = {
-            "holder": self.token,
-            "host": HOST,
-            "pid": os.getpid(),
-            "backend": self.backend,
-            "since": now,
-            "expires_at": None,
-        }
+        expires_at = now + timedelta(seconds=self.ttl)
         try:
+            if renewed:
+                LeaderLease.objects.filter(name=self.name, holder=self.token).update(expires_at=expires_at)
+                return
+            fields = {
+                "holder": self.token,
+                "host": HOST,
+                "pid": os.getpid(),
+                "backend": self.backend,
+                "since": now,
+                "expires_at": expires_at,
+            }
             LeaderLease.objects.update_or_create(name=self.name, defaults=fields)
         except DatabaseError as exc:
-            logger.warning("could not record the new leader in the database: %s", exc)
+            logger.warning("could not record the leader in the database: %s", exc)
 
 
 def build_lease(*, name: str, token: str, ttl: float, redis_url: str) -> Lease:

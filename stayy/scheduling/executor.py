@@ -11,12 +11,13 @@ which records every one of them.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job as APJob
+
+from stayy.scheduling.threads import spawn
 
 logger = logging.getLogger("stayy.jobs")
 
@@ -34,10 +35,7 @@ class TickExecutor(BaseExecutor):
         # Jobs are added with coalesce=True, so run_times holds the newest due
         # time; the runner records the ticks in between as missed.
         scheduled_for = run_times[-1]
-        thread = threading.Thread(
-            target=self._run, args=(job.id, scheduled_for), name=f"stayy-job-{job.id}", daemon=True
-        )
-        thread.start()
+        spawn(self._run, job.id, scheduled_for, name=f"stayy-job-{job.id}")
 
     def _run(self, job_id: str, scheduled_for: datetime) -> None:
         try:

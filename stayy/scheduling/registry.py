@@ -8,6 +8,7 @@ naming the job.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ _effective: dict[str, JobSpec] = {}
 
 
 def _positive_seconds(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise InvalidSchedule(f"{what} must be a positive number of seconds, got {value!r}")
     return float(value)
 

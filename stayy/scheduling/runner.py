@@ -9,6 +9,7 @@ of the run row, unique per (job, scheduled time) in the database.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -16,7 +17,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from django_apscheduler.util import close_old_connections as db_connections_checked
 
@@ -36,6 +38,7 @@ Status = JobRun.Status
 #: At most this many missed ticks of one job are written in one catch-up.
 MAX_MISSED_ROWS = 10_000
 PROGRESS_SAVE_INTERVAL = 1.0
+FINISH_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def overlap_reason(other: JobRun) -> str:
@@ -46,13 +49,19 @@ def overlap_reason(other: JobRun) -> str:
 
 # Connections are checked before and after each run, as Django does per request.
 @db_connections_checked
-def run_tick(spec: JobSpec, scheduled_for: datetime, *, still_leader: Callable[[], bool]) -> None:
+def run_tick(
+    spec: JobSpec,
+    scheduled_for: datetime,
+    *,
+    still_leader: Callable[[], bool],
+    in_flight: Callable[[str, datetime], bool] = lambda _job, _tick: False,
+) -> None:
     """Account for every tick of ``spec`` up to ``scheduled_for`` and run that tick at most once."""
     try:
         if not still_leader():
             return
         now = timezone.now()
-        _record_missed_before(spec, scheduled_for, now)
+        _record_missed_before(spec, scheduled_for, now, in_flight)
         late = (now - scheduled_for).total_seconds()
         if late > spec.misfire_grace:
             if runs.record_tick(
@@ -85,7 +94,9 @@ def run_tick(spec: JobSpec, scheduled_for: datetime, *, still_leader: Callable[[
         logger.error("tick %s of %s not run: database error: %s", scheduled_for.isoformat(), spec.name, exc)
 
 
-def _record_missed_before(spec: JobSpec, scheduled_for: datetime, now: datetime) -> None:
+def _record_missed_before(
+    spec: JobSpec, scheduled_for: datetime, now: datetime, in_flight: Callable[[str, datetime], bool]
+) -> None:
     """Record as missed the ticks between the job's last recorded tick and this one."""
     job = catalog.get(spec.name)
     last = runs.last_scheduled_tick(job_name=spec.name)
@@ -94,7 +105,8 @@ def _record_missed_before(spec: JobSpec, scheduled_for: datetime, now: datetime)
     if after >= scheduled_for:
         return
     owed = fire_times(spec.schedule, after=after, until=scheduled_for, limit=MAX_MISSED_ROWS)
-    missed = [t for t in owed if t < scheduled_for]
+    # A tick whose own thread is still on its way to the claim is not missed.
+    missed = [t for t in owed if t < scheduled_for and not in_flight(spec.name, t)]
     if missed:
         count = runs.record_missed_ticks(
             job_name=spec.name,
@@ -121,6 +133,39 @@ def run_manual(spec: JobSpec, run_id: int) -> None:
         logger.error("manual run %s of %s failed to start: %s", run_id, spec.name, exc)
 
 
+def _record_outcome(
+    ctx: JobContext, run: JobRun, *, status: str, error: str, exc: BaseException | None
+) -> None:
+    """Store how a run ended, retrying through a short database outage.
+
+    The run stays registered (and heartbeating) meanwhile, so it is not
+    mistaken for the run of a lost process.
+    """
+    summary = json_safe(ctx.summary)
+    for delay in FINISH_RETRY_DELAYS:
+        try:
+            close_old_connections()
+            runs.finish(run, status=status, summary=summary, error=error, exc=exc)
+            return
+        except DatabaseError as db_error:
+            ctx.logger.warning("outcome %s not recorded yet (%s); retrying in %g s", status, db_error, delay)
+            time.sleep(delay)
+    ctx.logger.error("outcome %s of run %s not recorded: the database stayed unreachable", status, run.pk)
+
+
+class _SummaryEncoder(DjangoJSONEncoder):
+    def default(self, o: Any) -> Any:
+        try:
+            return super().default(o)
+        except TypeError:
+            return repr(o)
+
+
+def json_safe(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as JSON can store it: dates, decimals, UUIDs as text; anything else as its repr."""
+    return json.loads(json.dumps(summary, cls=_SummaryEncoder))
+
+
 class _ProgressSaver:
     """Stores the summary a handler reports, at most once a second."""
 
@@ -135,7 +180,7 @@ class _ProgressSaver:
         if now - self.last_saved >= PROGRESS_SAVE_INTERVAL:
             self.last_saved = now
             try:
-                runs.save_summary(self.run_id, summary)
+                runs.save_summary(self.run_id, json_safe(summary))
             except DatabaseError as exc:
                 logger.warning("progress of run %s not saved: %s", self.run_id, exc)
 
@@ -164,7 +209,7 @@ def execute(
         except DatabaseError as exc:
             ctx.logger.error("could not record the timeout: %s", exc)
         finally:
-            close_old_connections()
+            connections.close_all()  # the watchdog thread ends here
 
     watchdog = threading.Timer(spec.timeout, on_deadline)
     watchdog.daemon = True
@@ -188,10 +233,7 @@ def execute(
     if timed_out.is_set():
         status = Status.TIMED_OUT
     try:
-        close_old_connections()
-        runs.finish(run, status=status, summary=ctx.summary, error=error, exc=exc_info)
-    except DatabaseError as exc:
-        ctx.logger.error("outcome %s not recorded: %s", status, exc)
+        _record_outcome(ctx, run, status=status, error=error, exc=exc_info)
     finally:
         tracker.unregister(run.pk)
     started_at = run.started_at

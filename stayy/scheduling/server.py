@@ -30,6 +30,7 @@ from stayy.repository import catalog, leases, runs
 from stayy.scheduling import registry, runner
 from stayy.scheduling.executor import TickExecutor
 from stayy.scheduling.registry import JobSpec
+from stayy.scheduling.threads import spawn
 from stayy.scheduling.tracker import tracker
 from stayy.scheduling.triggers import fire_times
 
@@ -64,6 +65,8 @@ class JobServer:
         self._next_reap = 0.0
         self._problem = ""
         self._holds_lease = False  # this process took the lease and has not seen it lost
+        self._inflight: dict[tuple[str, datetime], threading.Thread] = {}
+        self._inflight_lock = threading.Lock()
 
     # --- lifecycle --------------------------------------------------------
     def start(self) -> None:
@@ -108,7 +111,8 @@ class JobServer:
 
     def stop(self, *, grace: float) -> None:
         """Stop taking ticks, release the lease, cancel running jobs and wait up to ``grace`` s for them."""
-        self._stop.set()
+        with self._inflight_lock:
+            self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, self.ttl))
         elif self.state == "leader":
@@ -117,8 +121,10 @@ class JobServer:
             # The term is over: hand the lease on now, not after the grace. Runs still executing
             # here keep their rows active, so the next leader skips their ticks until they return.
             self._release_lease()
+        started = time.monotonic()
+        self._join_ticks_in_flight(grace)
         tracker.cancel_all("shutdown")
-        if not tracker.wait_idle(grace):
+        if not tracker.wait_idle(max(0.0, grace - (time.monotonic() - started))):
             left = list(tracker.running())
             try:
                 close_old_connections()
@@ -224,15 +230,38 @@ class JobServer:
                 self._spawn_tick(spec.name, owed[-1])
 
     def _spawn_tick(self, job_id: str, scheduled_for: datetime) -> None:
-        thread = threading.Thread(
-            target=self._on_due, args=(job_id, scheduled_for), name=f"stayy-job-{job_id}", daemon=True
-        )
-        thread.start()
+        spawn(self._on_due, job_id, scheduled_for, name=f"stayy-job-{job_id}")
 
     def _on_due(self, job_id: str, scheduled_for: datetime) -> None:
         spec = self._specs.get(job_id)
-        if spec is not None:
-            runner.run_tick(spec, scheduled_for, still_leader=self.is_leader)
+        if spec is None:
+            return
+        key = (job_id, scheduled_for)
+        with self._inflight_lock:
+            if self._stop.is_set():
+                return
+            self._inflight[key] = threading.current_thread()
+        try:
+            runner.run_tick(spec, scheduled_for, still_leader=self.is_leader, in_flight=self._is_in_flight)
+        finally:
+            with self._inflight_lock:
+                self._inflight.pop(key, None)
+
+    def _is_in_flight(self, job_id: str, scheduled_for: datetime) -> bool:
+        """Whether another thread of this process is handling that tick (it will record it)."""
+        with self._inflight_lock:
+            thread = self._inflight.get((job_id, scheduled_for))
+        return thread is not None and thread is not threading.current_thread()
+
+    def _join_ticks_in_flight(self, timeout: float) -> None:
+        """Wait for tick threads that may still be claiming, so none starts after :meth:`stop`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._inflight_lock:
+                threads = [t for t in self._inflight.values() if t is not threading.current_thread()]
+            if not threads or time.monotonic() >= deadline:
+                return
+            threads[0].join(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
 
     # --- one turn of the leader loop -------------------------------------
     def _lead_once(self) -> None:
@@ -272,6 +301,7 @@ class JobServer:
                 logger.info("%s paused", name)
                 changed = True
             elif not paused and job.next_run_time is None:
+                catalog.mark_resumed(name)
                 job.resume()
                 logger.info("%s resumed", name)
                 changed = True
@@ -295,12 +325,7 @@ class JobServer:
                 )
                 continue
             if runs.claim_queued(queued.pk):
-                threading.Thread(
-                    target=runner.run_manual,
-                    args=(spec, queued.pk),
-                    name=f"stayy-job-{spec.name}",
-                    daemon=True,
-                ).start()
+                spawn(runner.run_manual, spec, queued.pk, name=f"stayy-job-{spec.name}")
 
     def _publish_next_runs(self) -> None:
         scheduler = self._scheduler

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from stayy.conf import stayy_settings
 from stayy.repository import runs
@@ -68,6 +68,7 @@ class RunTracker:
                 with self._lock:
                     if not self._runs:
                         self._heartbeat = None
+                        connections.close_all()
                         return
                 continue
             try:

@@ -134,7 +134,9 @@ class _DstSafeCron(CronTrigger):
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         start = now.astimezone(UTC)
         if previous_fire_time is not None:
-            start = min(start, previous_fire_time.astimezone(UTC) + timedelta(microseconds=1))
+            # The fire time after the previous one (APScheduler then catches up to now);
+            # never the previous one again, or APScheduler loops on it forever.
+            start = previous_fire_time.astimezone(UTC) + timedelta(microseconds=1)
         candidate = self._next_from(start)
         return None if candidate is None else candidate.astimezone(UTC)
 

@@ -300,7 +300,7 @@ class Cluster:
     def gunicorn(self, name: str, *, env: dict[str, str], workers: int) -> Gunicorn:
         metrics_dir = self.tmp_path / f"metrics-{name}"
         metrics_dir.mkdir(exist_ok=True)
-        env = {**env, "WEB_CONCURRENCY": str(workers), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        env = {**env, "GUNICORN_WORKERS": str(workers), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         process = Gunicorn(name, env=env, log_path=self.tmp_path / f"{name}.log")
         self.processes.append(process)
         return process

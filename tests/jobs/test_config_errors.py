@@ -92,7 +92,7 @@ def test_manage_py_check_passes_with_good_settings(tmp_path):
 
 
 def run_gunicorn(**changes: str) -> subprocess.CompletedProcess[str]:
-    env = env_with(**{"GUNICORN_BIND": f"127.0.0.1:{free_port()}", "WEB_CONCURRENCY": "1", **changes})
+    env = env_with(**{"GUNICORN_BIND": f"127.0.0.1:{free_port()}", "GUNICORN_WORKERS": "1", **changes})
     return subprocess.run(
         [str(BIN_DIR / "gunicorn"), "-c", "gunicorn.conf.py"],
         cwd=PROJECT_DIR,
@@ -110,9 +110,11 @@ def run_gunicorn(**changes: str) -> subprocess.CompletedProcess[str]:
         *BAD_SETTINGS[:1],
         BAD_SETTINGS[3],
         BAD_SETTINGS[4],
-        pytest.param({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY", "0", id="web-concurrency-0"),
+        pytest.param({"GUNICORN_WORKERS": "0"}, "GUNICORN_WORKERS", "0", id="gunicorn-workers-0"),
         pytest.param({"GUNICORN_TIMEOUT": "soon"}, "GUNICORN_TIMEOUT", "soon", id="gunicorn-timeout"),
-        pytest.param({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY", "two", id="web-concurrency-not-a-number"),
+        pytest.param(
+            {"GUNICORN_WORKERS": "two"}, "GUNICORN_WORKERS", "two", id="gunicorn-workers-not-a-number"
+        ),
     ],
 )
 def test_gunicorn_fails_fast_with_one_line(changes, setting, detail):

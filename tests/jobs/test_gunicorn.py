@@ -42,7 +42,7 @@ def test_gunicorn_with_embedded_jobs(tmp_path, preload):
     port = free_port()
     job_name = f"test-gu-{uuid.uuid4().hex[:8]}"
     env = subprocess_env(
-        WEB_CONCURRENCY="2",
+        GUNICORN_WORKERS="2",
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_ACCESS_LOG="",
         JOB_ENABLE="1",

@@ -52,7 +52,7 @@ def scraped_healthz_count(server: Gunicorn) -> float:
 def test_request_counter_sums_every_worker(tmp_path: Path) -> None:
     env = child_env(
         DATABASE_URL=this_run_database_url(),
-        WEB_CONCURRENCY="2",
+        GUNICORN_WORKERS="2",
         GUNICORN_THREADS="4",
         LOG_FORMAT="json",
         LOG_LEVEL="DEBUG",  # successful probes are logged at DEBUG; their pids show who answered

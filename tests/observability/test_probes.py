@@ -107,7 +107,7 @@ def test_readyz_reports_a_candidate_while_another_process_leads(client: Client, 
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_readyz_503_names_the_database_when_it_is_down(tmp_path) -> None:
-    env = child_env(DATABASE_URL="postgres://root@127.0.0.1:1/stayy", WEB_CONCURRENCY="1")
+    env = child_env(DATABASE_URL="postgres://root@127.0.0.1:1/stayy", GUNICORN_WORKERS="1")
     with gunicorn(env=env, log_path=tmp_path / "gunicorn.log") as server:
         assert server.get("/healthz").status == 200  # liveness does not depend on the database
         response = server.get("/readyz")
@@ -119,7 +119,7 @@ def test_readyz_503_names_the_database_when_it_is_down(tmp_path) -> None:
         assert body["checks"]["redis"] == "ok"
         assert body["job_server"] == "disabled"
         # The same process with a reachable database is ready.
-    env = child_env(DATABASE_URL=this_run_database_url(), WEB_CONCURRENCY="1")
+    env = child_env(DATABASE_URL=this_run_database_url(), GUNICORN_WORKERS="1")
     with gunicorn(env=env, log_path=tmp_path / "gunicorn-ok.log") as server:
         response = server.get("/readyz")
         assert response.status == 200, response.body
