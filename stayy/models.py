@@ -29,8 +29,13 @@ class Job(models.Model):
     paused = models.BooleanField(default=False)
     paused_by = models.CharField(max_length=150, blank=True)
     schedule_since = models.DateTimeField(
+        null=True,
+        blank=True,
         default=timezone.now,
-        help_text="Ticks before this moment are not owed a run (job added, resumed or re-timed).",
+        help_text=(
+            "Ticks before this moment are not owed a run (job first scheduled, resumed or re-timed); "
+            "empty until a leader first schedules the job."
+        ),
     )
     next_run_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

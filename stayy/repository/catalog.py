@@ -39,9 +39,8 @@ def sync_from_specs(specs: list[JobSpec]) -> dict[str, Job]:
         else:
             changed = {k: v for k, v in fields.items() if getattr(job, k) != v}
             # Ticks are owed from when a leader first schedules the job (a row made by
-            # listing the jobs has no next run yet), or its trigger changed, or it was re-enabled.
-            never_scheduled = job.next_run_at is None and not job.paused
-            if "trigger" in changed or changed.get("enabled") is True or never_scheduled:
+            # listing the jobs has none yet), its trigger changed, or it was re-enabled.
+            if "trigger" in changed or changed.get("enabled") is True or job.schedule_since is None:
                 changed["schedule_since"] = now
             if changed:
                 for key, value in changed.items():
@@ -53,7 +52,9 @@ def sync_from_specs(specs: list[JobSpec]) -> dict[str, Job]:
 
 def ensure(spec: JobSpec) -> Job:
     """The catalog row of a job, created from the local configuration if no leader wrote it yet."""
-    job, _ = Job.objects.get_or_create(name=spec.name, defaults=_spec_fields(spec))
+    job, _ = Job.objects.get_or_create(
+        name=spec.name, defaults={**_spec_fields(spec), "schedule_since": None}
+    )
     return job
 
 

@@ -55,6 +55,7 @@ def run_tick(
     *,
     still_leader: Callable[[], bool],
     in_flight: Callable[[str, datetime], bool] = lambda _job, _tick: False,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Account for every tick of ``spec`` up to ``scheduled_for`` and run that tick at most once."""
     try:
@@ -89,7 +90,7 @@ def run_tick(
         if run is None:
             logger.debug("tick %s of %s already claimed elsewhere", scheduled_for, spec.name)
             return
-        execute(spec, run)
+        execute(spec, run, on_started=on_started)
     except DatabaseError as exc:
         logger.error("tick %s of %s not run: database error: %s", scheduled_for.isoformat(), spec.name, exc)
 
@@ -186,7 +187,11 @@ class _ProgressSaver:
 
 
 def execute(
-    spec: JobSpec, run: JobRun, *, on_progress: Callable[[dict[str, Any]], None] | None = None
+    spec: JobSpec,
+    run: JobRun,
+    *,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> str:
     """Run the handler for a claimed run row and record its outcome; returns the final status."""
     ctx = JobContext(
@@ -214,6 +219,8 @@ def execute(
     watchdog = threading.Timer(spec.timeout, on_deadline)
     watchdog.daemon = True
     tracker.register(run.pk, ctx)
+    if on_started is not None:
+        on_started()  # from here on, shutdown reaches this run through the tracker
     watchdog.start()
     status, error, exc_info = Status.SUCCEEDED, "", None
     ctx.logger.info("run started (%s, scheduled for %s)", run.trigger, run.scheduled_for.isoformat())

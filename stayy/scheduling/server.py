@@ -242,10 +242,19 @@ class JobServer:
                 return
             self._inflight[key] = threading.current_thread()
         try:
-            runner.run_tick(spec, scheduled_for, still_leader=self.is_leader, in_flight=self._is_in_flight)
+            runner.run_tick(
+                spec,
+                scheduled_for,
+                still_leader=self.is_leader,
+                in_flight=self._is_in_flight,
+                on_started=lambda: self._leave_inflight(key),
+            )
         finally:
-            with self._inflight_lock:
-                self._inflight.pop(key, None)
+            self._leave_inflight(key)
+
+    def _leave_inflight(self, key: tuple[str, datetime]) -> None:
+        with self._inflight_lock:
+            self._inflight.pop(key, None)
 
     def _is_in_flight(self, job_id: str, scheduled_for: datetime) -> bool:
         """Whether another thread of this process is handling that tick (it will record it)."""
@@ -254,7 +263,10 @@ class JobServer:
         return thread is not None and thread is not threading.current_thread()
 
     def _join_ticks_in_flight(self, timeout: float) -> None:
-        """Wait for tick threads that may still be claiming, so none starts after :meth:`stop`."""
+        """Wait for tick threads still on their way to a claim, so none starts after :meth:`stop`.
+
+        A tick leaves the in-flight set once its run is in the tracker, where shutdown cancels it.
+        """
         deadline = time.monotonic() + timeout
         while True:
             with self._inflight_lock:
