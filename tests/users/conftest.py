@@ -25,12 +25,6 @@ def private_cache() -> Iterator[None]:
         stats_cache.cache.delete(stats_cache.STATS_KEY)
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hasher(settings) -> None:
-    """The production hasher takes ~0.3 s per password; these tests hash dozens."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def make_user(db) -> Callable[..., User]:
     """Create a user; ``make_user("ann")`` gives username ann and email ann@example.com."""
