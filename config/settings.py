@@ -188,6 +188,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Named per model, so another app's "status" choices never collide with these.
+    "ENUM_NAME_OVERRIDES": {
+        "JobRunStatusEnum": "stayy.models.JobRun.Status",
+        "JobRunTriggerEnum": "stayy.models.JobRun.Trigger",
+        "UserSourceEnum": "users.models.User.Source",
+    },
     "SERVE_PERMISSIONS": (
         ["rest_framework.permissions.AllowAny"]
         if API_DOCS_PUBLIC

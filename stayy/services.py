@@ -37,6 +37,11 @@ def leader_get() -> LeaderLease | None:
     return leases.current_leader(stayy_settings.job_name)
 
 
+def lease_backend() -> str:
+    """Where this cluster's leader lease lives: ``redis`` or ``database``."""
+    return leases.backend_for(stayy_settings.redis_url)
+
+
 def job_request_run(*, name: str, requested_by: str) -> JobRun:
     """Queue a manual run; the leader picks it up within a second or two."""
     job_get(name=name)

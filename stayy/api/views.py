@@ -31,7 +31,6 @@ from stayy.api.serializers import (
     RunRequestedSerializer,
     run_url,
 )
-from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun
 from stayy.repository import run_queries
 from stayy.scheduling import registry
@@ -78,8 +77,7 @@ class JobCatalogView(APIView):
     def get(self, request: Request) -> Response:
         catalog = {
             "leader": services.leader_get(),
-            # Mirrors stayy.repository.leases.build_lease: Redis whenever REDIS_URL is set.
-            "lease_backend": "redis" if stayy_settings.redis_url else "database",
+            "lease_backend": services.lease_backend(),
             "jobs": services.job_list(),
         }
         return Response(JobCatalogSerializer(catalog, context={"request": request}).data)

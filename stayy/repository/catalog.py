@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from stayy.models import Job, JobRun
+from stayy.models import Job
+from stayy.repository import run_queries
 from stayy.scheduling.registry import JobSpec
 
 
@@ -86,13 +86,5 @@ def set_next_run_times(next_runs: dict[str, datetime | None]) -> None:
 
 
 def with_last_run() -> list[Job]:
-    """Catalog rows annotated with their newest run (status, time), in two queries at most."""
-    newest = JobRun.objects.filter(job_name=OuterRef("name")).exclude(status=JobRun.Status.QUEUED)
-    newest = newest.order_by("-scheduled_for", "-id")
-    return list(
-        Job.objects.annotate(
-            last_run_id=Subquery(newest.values("id")[:1]),
-            last_run_status=Subquery(newest.values("status")[:1]),
-            last_run_at=Subquery(newest.values("scheduled_for")[:1]),
-        )
-    )
+    """Catalog rows annotated with their newest run (``last_run_id``, ``_status``, ``_at``)."""
+    return list(run_queries.with_last_run(Job.objects.all()))

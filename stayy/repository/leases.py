@@ -13,8 +13,8 @@ import contextlib
 import logging
 import os
 import socket
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import redis
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -27,6 +27,18 @@ from stayy.models import LeaderLease
 logger = logging.getLogger("stayy.jobs")
 
 HOST = socket.gethostname()
+
+
+def _leader_fields(*, token: str, backend: str, since: datetime, ttl: float) -> dict[str, Any]:
+    """The lease row's fields for a leader in this process, starting its term at ``since``."""
+    return {
+        "holder": token,
+        "host": HOST,
+        "pid": os.getpid(),
+        "backend": backend,
+        "since": since,
+        "expires_at": since + timedelta(seconds=ttl),
+    }
 
 
 class LeaseUnavailable(Exception):
@@ -53,14 +65,7 @@ class DatabaseLease:
 
     def acquire(self) -> bool:
         now = timezone.now()
-        fields = {
-            "holder": self.token,
-            "host": HOST,
-            "pid": os.getpid(),
-            "backend": self.backend,
-            "since": now,
-            "expires_at": now + timedelta(seconds=self.ttl),
-        }
+        fields = _leader_fields(token=self.token, backend=self.backend, since=now, ttl=self.ttl)
         # Our own unexpired row counts as free: a term that ended without a release
         # (e.g. the database blinked) can be resumed at once.
         free = Q(holder="") | Q(holder=self.token) | Q(expires_at__lt=now) | Q(expires_at__isnull=True)
@@ -161,17 +166,15 @@ class RedisLease:
             if renewed:
                 LeaderLease.objects.filter(name=self.name, holder=self.token).update(expires_at=expires_at)
                 return
-            fields = {
-                "holder": self.token,
-                "host": HOST,
-                "pid": os.getpid(),
-                "backend": self.backend,
-                "since": now,
-                "expires_at": expires_at,
-            }
+            fields = _leader_fields(token=self.token, backend=self.backend, since=now, ttl=self.ttl)
             LeaderLease.objects.update_or_create(name=self.name, defaults=fields)
         except DatabaseError as exc:
             logger.warning("could not record the leader in the database: %s", exc)
+
+
+def backend_for(redis_url: str) -> str:
+    """Which lease backend a cluster with this ``REDIS_URL`` uses."""
+    return RedisLease.backend if redis_url else DatabaseLease.backend
 
 
 def build_lease(*, name: str, token: str, ttl: float, redis_url: str) -> Lease:
