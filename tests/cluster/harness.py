@@ -20,27 +20,29 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
 from stayy.models import Job, JobRun, LeaderLease
 from stayy.scheduling.triggers import GRID_EPOCH
+from tests.support import (  # re-exported for the tests of this folder
+    BIN_DIR as BIN_DIR,
+    PROJECT_DIR as PROJECT_DIR,
+    Timeout as Timeout,
+    child_database_url as child_database_url,
+    free_port as free_port,
+    wait_until as wait_until,
+)
 
-T = TypeVar("T")
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(sys.executable).parent
 SETTINGS_MODULE = "tests.cluster.settings"
 
 #: Lease TTL and stale-run bound of every child process; every time bound below derives from them.
@@ -57,36 +59,10 @@ EXECUTED = ("succeeded", "failed", "timed_out", "running")
 MAIN_REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
-class Timeout(AssertionError):
-    pass
-
-
-def wait_until(condition: Callable[[], T], *, timeout: float, interval: float = 0.1, message: str = "") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise Timeout(message or f"condition not met within {timeout:g} s")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def database_url() -> str:
     """A ``DATABASE_URL`` pointing a child process at this test run's PostgreSQL database."""
-    s = connection.settings_dict
     assert connection.vendor == "postgresql", "the cluster tests run on PostgreSQL (DATABASE_URL)"
-    auth = quote(s["USER"] or "", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+    return child_database_url()
 
 
 def pid_alive(pid: int) -> bool:

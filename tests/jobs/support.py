@@ -5,41 +5,23 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import quote
-
-from django.db import connection
+from typing import Any
 
 from stayy.scheduling.triggers import GRID_EPOCH
-
-T = TypeVar("T")
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(sys.executable).parent
-
-
-class Timeout(AssertionError):
-    pass
-
-
-def wait_until(condition: Callable[[], T], *, timeout: float, interval: float = 0.05, message: str = "") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise Timeout(message or f"condition not met within {timeout:g} s")
-        time.sleep(interval)
+from tests.support import (  # re-exported for the tests of this folder
+    BIN_DIR as BIN_DIR,
+    PROJECT_DIR as PROJECT_DIR,
+    Timeout as Timeout,
+    child_database_url as child_database_url,
+    free_port as free_port,
+    wait_until as wait_until,
+)
 
 
 def grid_tick(seconds: int, *, at: datetime | None = None) -> datetime:
@@ -49,25 +31,6 @@ def grid_tick(seconds: int, *, at: datetime | None = None) -> datetime:
     at = at or timezone.now()
     steps = int((at - GRID_EPOCH).total_seconds() // seconds)
     return GRID_EPOCH + timedelta(seconds=steps * seconds)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def child_database_url() -> str:
-    """A ``DATABASE_URL`` that points a subprocess at this test run's database."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    auth = quote(s["USER"] or "", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or 5432
-    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
 
 
 def subprocess_env(**overrides: str | None) -> dict[str, str]:

@@ -5,53 +5,31 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any
 
-from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
-T = TypeVar("T")
+from tests.support import (  # re-exported for the tests of this folder
+    BIN_DIR as BIN_DIR,
+    PROJECT_DIR as PROJECT_DIR,
+    Timeout as Timeout,
+    child_database_url as child_database_url,
+    free_port as free_port,
+    wait_until as wait_until,
+)
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(sys.executable).parent
+this_run_database_url = child_database_url
+
+
 METRICS_TOKEN = "test-metrics-token"
-
-
-def wait_until(condition: Callable[[], T], *, timeout: float, interval: float = 0.05, message: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(message or f"condition not met within {timeout:g} s")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def this_run_database_url() -> str:
-    """A ``DATABASE_URL`` pointing a child process at this test run's PostgreSQL database."""
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
 def child_env(**overrides: str | None) -> dict[str, str]:
