@@ -11,11 +11,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
-from stayy.repository import catalog, leases, runs
+from stayy.repository import catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
 
 
@@ -30,6 +31,24 @@ def job_list() -> list[Job]:
         catalog.ensure(spec)
     registered = set(registry.job_names())
     return [job for job in catalog.with_last_run() if job.name in registered]
+
+
+def job_get_with_last_run(*, name: str) -> Job | None:
+    """A registered job's catalog row annotated with its last run, like :func:`job_list` rows."""
+    job_get(name=name)
+    return run_queries.job_with_last_run(name)
+
+
+def job_runs(*, name: str) -> QuerySet[JobRun]:
+    """A registered job's runs, newest first (raises :class:`registry.UnknownJob`)."""
+    job_get(name=name)
+    return run_queries.runs_of_job(name)
+
+
+def job_run_get(*, name: str, run_id: int) -> JobRun | None:
+    """One run of a registered job, traceback included; ``None`` if it has no such run."""
+    job_get(name=name)
+    return run_queries.run_of_job(job_name=name, run_id=run_id)
 
 
 def leader_get() -> LeaderLease | None:

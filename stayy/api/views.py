@@ -1,7 +1,6 @@
 """Staff endpoints of the job runtime: the catalog, run history, run now, pause and resume.
 
-Views are thin: they call :mod:`stayy.services` for anything that acts or
-ensures the catalog and :mod:`stayy.repository.run_queries` for read queries.
+Views are thin: they call :mod:`stayy.services` for every read and action.
 No job runs inside a request; run-now queues a run that the leader executes.
 """
 
@@ -32,7 +31,6 @@ from stayy.api.serializers import (
     run_url,
 )
 from stayy.models import Job, JobRun
-from stayy.repository import run_queries
 from stayy.scheduling import registry
 
 NOT_FOUND = OpenApiResponse(description="No job of that name is registered.")
@@ -41,17 +39,11 @@ JOB_NAME = OpenApiParameter(
 )
 
 
-def _known_job(name: str) -> Job:
-    """The catalog row of a registered job, or a 404 that lists the known jobs."""
+def _job_with_last_run(name: str) -> Job:
     try:
-        return services.job_get(name=name)
+        job = services.job_get_with_last_run(name=name)
     except registry.UnknownJob as exc:
         raise NotFound(str(exc)) from None
-
-
-def _job_with_last_run(name: str) -> Job:
-    _known_job(name)
-    job = run_queries.job_with_last_run(name)
     if job is None:  # deleted between the two queries
         raise NotFound(f"unknown job {name!r}")
     return job
@@ -172,17 +164,21 @@ class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def get_queryset(self) -> QuerySet[JobRun]:
         if getattr(self, "swagger_fake_view", False):
             # Schema generation has no job name in the URL; it needs only the model.
-            return run_queries.runs_of_job("")
-        _known_job(self.kwargs["job_name"])
-        return run_queries.runs_of_job(self.kwargs["job_name"])
+            return JobRun.objects.none()
+        try:
+            return services.job_runs(name=self.kwargs["job_name"])
+        except registry.UnknownJob as exc:
+            raise NotFound(str(exc)) from None
 
     def get_serializer_class(self) -> type[JobRunSerializer]:
         return JobRunDetailSerializer if self.action == "retrieve" else JobRunSerializer
 
     def get_object(self) -> JobRun:
         job_name = self.kwargs["job_name"]
-        _known_job(job_name)
-        run = run_queries.run_of_job(job_name=job_name, run_id=int(self.kwargs["pk"]))
+        try:
+            run = services.job_run_get(name=job_name, run_id=int(self.kwargs["pk"]))
+        except registry.UnknownJob as exc:
+            raise NotFound(str(exc)) from None
         if run is None:
             raise NotFound(f"job {job_name!r} has no run {self.kwargs['pk']}")
         self.check_object_permissions(self.request, run)
