@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from stayy import admin as stayy_admin
-from stayy.admin import human_duration
+from stayy.admin import runs as stayy_admin
+from stayy.admin.common import human_duration
 from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun
 from tests.jobs_api.conftest import JOB

@@ -1,0 +1,114 @@
+"""Admin of the job catalog: one row per registered job, with run now, pause and resume.
+
+The actions only call the services, which queue or flag work for the leader;
+no job ever runs inside an admin request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from stayy import services
+from stayy.admin.common import ReadOnlyAdmin, status_badge
+from stayy.models import Job
+from stayy.repository import run_queries
+from stayy.scheduling import registry
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ["name", "schedule", "enabled", "paused", "next_run_at", "last_run"]
+    list_filter = ["enabled", "paused"]
+    actions = ["run_now", "pause", "resume"]
+    fieldsets = (
+        (None, {"fields": ("name", "description", "runs")}),
+        ("Schedule", {"fields": ("schedule", "trigger", "next_run_at", "schedule_since")}),
+        ("Limits", {"fields": ("timeout", "misfire_grace")}),
+        ("State", {"fields": ("enabled", "paused", "paused_by", "last_run", "updated_at")}),
+    )
+    readonly_fields = ["runs", "last_run"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        return run_queries.with_last_run(super().get_queryset(request))
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Lists every registered job even before a leader has written the catalog.
+        services.job_list()
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="last run", ordering="last_run_at")
+    def last_run(self, job: Job) -> SafeString | str:
+        run_id = getattr(job, "last_run_id", None)
+        if run_id is None:
+            return "-"
+        url = reverse("admin:stayy_jobrun_change", args=[run_id])
+        return format_html('<a href="{}">{}</a>', url, status_badge(job.last_run_status))  # type: ignore[attr-defined]
+
+    @admin.display(description="runs")
+    def runs(self, job: Job) -> SafeString:
+        url = reverse("admin:stayy_jobrun_changelist") + "?" + urlencode({"job_name": job.name})
+        return format_html('<a href="{}">Run history of {}</a>', url, job.name)
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Run now, pause and resume: for staff who may change jobs (the pages stay read-only)."""
+        return request.user.has_perm("stayy.change_job")
+
+    @admin.action(description="Run now (on the leader)", permissions=["operate"])
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        queued = []
+        for job in queryset:
+            try:
+                run = services.job_request_run(name=job.name, requested_by=request.user.get_username())
+            except registry.UnknownJob as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            queued.append(f"{job.name} (run {run.pk})")
+        if queued:
+            self.message_user(
+                request,
+                f"Queued {', '.join(queued)}; the leader starts them within seconds.",
+                messages.SUCCESS,
+            )
+            if services.leader_get() is None:
+                self.message_user(
+                    request,
+                    "No job server leads right now: the runs wait in the queue until one does "
+                    "(is JOB_ENABLE on anywhere, or is `manage.py runjobs` running?).",
+                    messages.WARNING,
+                )
+
+    @admin.action(description="Pause", permissions=["operate"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._set_paused(request, queryset, paused=True)
+
+    @admin.action(description="Resume", permissions=["operate"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._set_paused(request, queryset, paused=False)
+
+    def _set_paused(self, request: HttpRequest, queryset: QuerySet[Job], *, paused: bool) -> None:
+        command = services.job_pause if paused else services.job_resume
+        done = []
+        for job in queryset:
+            try:
+                command(name=job.name, requested_by=request.user.get_username())
+            except registry.UnknownJob as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            done.append(job.name)
+        if done:
+            verb = "Paused" if paused else "Resumed"
+            self.message_user(
+                request,
+                f"{verb} {', '.join(done)} on the whole cluster (applied within seconds).",
+                messages.SUCCESS,
+            )
