@@ -146,6 +146,11 @@ def auth_token_obtain(*, user: User) -> str:
     return db.auth_token_for(user)
 
 
+def auth_token_revoke(*, key: str) -> None:
+    """Revoke an API token at once (the caller signs out wherever it was used)."""
+    db.auth_token_delete(key)
+
+
 def user_stats_compute(*, now: datetime | None = None) -> UserStats:
     """Count users (total, active, per source, new ones) with one aggregate query."""
     now = now or timezone.now()
@@ -210,17 +215,40 @@ def user_sync_from_upstream(
     """Apply the upstream change feed from the stored cursor on, one page per transaction.
 
     Each page's changes and its ``next_cursor`` commit together, so stopping
-    (``should_stop()`` is asked before every page) or failing between pages
-    loses and repeats nothing. Returns the counters also passed to
-    ``on_progress`` after every page: pages, created, updated, unchanged,
-    deactivated, rejected. See docs/upstream.md for the rules per record.
+    (``should_stop()`` is asked before every page and during the client's
+    retry waits) or failing between pages loses and repeats nothing. Returns
+    the counters also passed to ``on_progress`` after every page: pages,
+    created, updated, unchanged, deactivated, rejected. When any user was
+    created, updated or deactivated, the cached user stats are refreshed, also
+    if the run stops or fails after such a page. See docs/upstream.md for the
+    rules per record.
     """
     if not 1 <= page_size <= 1000:
         raise ValueError(f"page_size must be from 1 to 1000 (the upstream maximum), got {page_size}")
     counts = dict.fromkeys(SYNC_COUNTERS, 0)
+    try:
+        _sync_pages(counts, should_stop=should_stop, on_progress=on_progress, page_size=page_size)
+    finally:
+        if counts["created"] or counts["updated"] or counts["deactivated"]:
+            _sync_refresh_stats()
+    sync_logger.info("upstream sync: %s", ", ".join(f"{key}={value}" for key, value in counts.items()))
+    return counts
+
+
+def _sync_pages(
+    counts: dict[str, int],
+    *,
+    should_stop: Callable[[], bool],
+    on_progress: Callable[[dict[str, int]], None] | None,
+    page_size: int,
+) -> None:
+    """The page loop of :func:`user_sync_from_upstream`; adds to ``counts`` as pages commit."""
     cursor = sync_state.get_cursor(SYNC_CURSOR_NAME)
     while not should_stop():
-        page = upstream.fetch_changes(cursor=cursor, limit=page_size)
+        try:
+            page = upstream.fetch_changes(cursor=cursor, limit=page_size, should_stop=should_stop)
+        except upstream.UpstreamStopped:
+            break
         with transaction.atomic():
             if sync_state.lock_cursor(SYNC_CURSOR_NAME) != cursor:
                 sync_logger.warning("upstream sync: the cursor was moved by another sync; stopping")
@@ -240,8 +268,14 @@ def user_sync_from_upstream(
             # Following "has_more" past an empty page would ask for the same page forever.
             sync_logger.warning("upstream sync: empty page with has_more=true; stopping until the next run")
             break
-    sync_logger.info("upstream sync: %s", ", ".join(f"{key}={value}" for key, value in counts.items()))
-    return counts
+
+
+def _sync_refresh_stats() -> None:
+    """Refresh the cached stats after a sync changed users; a failure here must not hide the sync's own."""
+    try:
+        user_stats_refresh()
+    except Exception:
+        sync_logger.exception("upstream sync: the user stats were not refreshed")
 
 
 def _sync_page(records: list[upstream.UpstreamUser], *, now: datetime) -> dict[str, int]:
@@ -249,17 +283,17 @@ def _sync_page(records: list[upstream.UpstreamUser], *, now: datetime) -> dict[s
     # The feed lists each user once, at its latest change; should a page
     # repeat an id anyway, its later item is the one that counts.
     latest = {record.id: record for record in records}
-    mirrors = sync_db.users_by_external_id(list(latest))
-    owners: dict[str, set[int | str]] = {
-        email: set(pks)
-        for email, pks in sync_db.email_owners(
-            {record.email.lower() for record in latest.values() if record.email}
-        ).items()
-    }
-    taken_usernames = sync_db.usernames_taken(
-        [user_sync_username(external_id=external_id) for external_id in latest if external_id not in mirrors]
+    # Usernames are looked up for every id (a superset of the ones without a
+    # mirror), so that the whole state comes in one round trip.
+    state = sync_db.page_state(
+        external_ids=list(latest),
+        emails={record.email.lower() for record in latest.values() if record.email},
+        usernames=[user_sync_username(external_id=external_id) for external_id in latest],
     )
-    creates: list[sync_db.NewMirror] = []
+    mirrors = state.mirrors
+    owners: dict[str, set[int | str]] = {email: set(pks) for email, pks in state.email_owners.items()}
+    taken_usernames = state.usernames_taken
+    writes = sync_db.PageWrites()
     counts = dict.fromkeys(SYNC_COUNTERS[1:], 0)
     for record in latest.values():
         outcome = _sync_record(
@@ -267,13 +301,13 @@ def _sync_page(records: list[upstream.UpstreamUser], *, now: datetime) -> dict[s
             mirror=mirrors.get(record.id),
             owners=owners,
             taken_usernames=taken_usernames,
-            creates=creates,
-            now=now,
+            writes=writes,
         )
         counts[outcome] += 1
-    # Inserted last: their emails were free when each was decided, and
-    # updates earlier in the page may be what freed them.
-    sync_db.mirrors_create(creates, synced_at=now)
+    # Decided record by record, written in a few statements per page: the
+    # changes in the feed's order, then the new mirrors (updates earlier in
+    # the page may be what freed their emails).
+    sync_db.page_apply(writes, synced_at=now)
     return counts
 
 
@@ -283,16 +317,18 @@ def _sync_record(
     mirror: sync_db.Mirror | None,
     owners: dict[str, set[int | str]],
     taken_usernames: set[str],
-    creates: list[sync_db.NewMirror],
-    now: datetime,
+    writes: sync_db.PageWrites,
 ) -> str:
-    """Decide and apply one record; ``owners`` (lower-cased email → holders) follows every decision."""
+    """Decide one record and queue its write.
+
+    ``owners`` (lower-cased email → holders) follows every decision.
+    """
     if mirror is not None and mirror.source != User.Source.THIRD_PARTY:
         return _sync_reject(record, "its external_id belongs to a local user")
     if record.deleted:
         if mirror is None or not mirror.is_active:
             return "unchanged"
-        sync_db.mirror_update(mirror.pk, changes={"is_active": False}, synced_at=now)
+        writes.changes.append(sync_db.MirrorChange(mirror.pk, is_active=False))
         mirror.is_active = False
         return "deactivated"
     problem = _sync_record_problem(record)
@@ -308,19 +344,23 @@ def _sync_record(
         username = user_sync_username(external_id=record.id)
         if username in taken_usernames:
             return _sync_reject(record, f"username {username} is used by another user")
-        creates.append(
+        writes.creates.append(
             sync_db.NewMirror(
                 external_id=record.id, username=username, email=email, display_name=display_name
             )
         )
         owners.setdefault(email.lower(), set()).add(holder)
         return "created"
-    wanted = {"email": email, "display_name": display_name, "is_active": True}
-    changes = {field: value for field, value in wanted.items() if getattr(mirror, field) != value}
-    if not changes:
+    change = sync_db.MirrorChange(
+        mirror.pk,
+        email=email if email != mirror.email else None,
+        display_name=display_name if display_name != mirror.display_name else None,
+        is_active=True if not mirror.is_active else None,
+    )
+    if change == sync_db.MirrorChange(mirror.pk):
         return "unchanged"
-    sync_db.mirror_update(mirror.pk, changes=changes, synced_at=now)
-    if "email" in changes:
+    writes.changes.append(change)
+    if change.email is not None:
         owners.get(mirror.email.lower(), set()).discard(mirror.pk)
         owners.setdefault(email.lower(), set()).add(mirror.pk)
     mirror.email, mirror.display_name, mirror.is_active = email, display_name, True

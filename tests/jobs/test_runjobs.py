@@ -181,6 +181,33 @@ def test_run_in_process_exit_codes(make_job):
     assert code == 0, err
 
 
+class TerminalOutput(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_on_a_terminal_redraws_one_progress_line(make_job, monkeypatch):
+    def counting(ctx):
+        for step in (1, 2, 3):
+            ctx.report_progress(step=step, note="x" * 100)
+        return {"done": 3}
+
+    make_job("tests.counting_job", counting, sync=False)
+    monkeypatch.setenv("COLUMNS", "60")
+    out = TerminalOutput()
+
+    call_command("runjobs", "--run", "tests.counting_job", stdout=out, stderr=io.StringIO())
+
+    text = out.getvalue()
+    redraws = text.split("\r\x1b[K")[1:]
+    assert len(redraws) == 3
+    assert [redraw.split(" s  ", 1)[1][:6] for redraw in redraws] == ["step=1", "step=2", "step=3"]
+    assert all(len(redraw.split("\n")[0]) == 59 for redraw in redraws), "cut to the terminal width"
+    assert redraws[-1].split("\n")[1].startswith("tests.counting_job: succeeded in ")
+    assert "progress:" not in text
+
+
 @pytest.mark.django_db(transaction=True)
 def test_run_that_times_out_exits_1(make_job):
     def slow(ctx):

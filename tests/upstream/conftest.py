@@ -22,8 +22,6 @@ from typing import Any
 import httpx
 import pytest
 
-from users.repository import upstream
-
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEMO_USERS = 500
 DEMO_LIVE_USERS = DEMO_USERS - DEMO_USERS // 50
@@ -109,21 +107,57 @@ def touch(upstream_url: str) -> Callable[..., list[str]]:
     return touch
 
 
+# Short retry waits keep the fault tests fast; tests about the waits set their own.
+FAST_RETRIES = {
+    "THIRD_PARTY_USERS_MAX_RETRIES": 3,
+    "THIRD_PARTY_USERS_BACKOFF": 0.01,
+    "THIRD_PARTY_USERS_BACKOFF_MAX": 0.05,
+}
+
+
 @pytest.fixture(autouse=True)
-def _no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(upstream, "RETRY_DELAY", 0)
+def _fast_retries(settings: Any) -> None:
+    for name, value in FAST_RETRIES.items():
+        setattr(settings, name, value)
+
+
+class FaultPlan:
+    """The demo upstream's fault plan (see ``users/upstream_demo/faults.py``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = f"{url}/v1/_admin/faults"
+
+    def __call__(self, *items: dict[str, Any], delay: float = 0.0) -> dict[str, Any]:
+        """Set the plan: the faults in the order the next feed requests get them; returns its state."""
+        response = HTTP.post(self.url, json={"next": list(items), "delay": delay})
+        assert response.status_code == 200, response.text
+        state: dict[str, Any] = response.json()
+        return state
+
+    def served(self) -> dict[str, int]:
+        """How many feed requests got each fault ("page": a normal answer) since the plan was set."""
+        served: dict[str, int] = HTTP.get(self.url).json()["served"]
+        return served
+
+
+@pytest.fixture
+def faults(upstream_url: str) -> FaultPlan:
+    return FaultPlan(upstream_url)
 
 
 class ScriptedServer:
     """A raw HTTP server in a thread that answers each request with the next scripted action.
 
     An action is ``"drop"`` (close the connection without answering) or
-    ``(status, content_type, body)``. Every request line is recorded.
+    ``(status, content_type, body)``, optionally with a dict of extra headers
+    as a fourth item. Every request line is recorded, and when it came
+    (``time.monotonic()``).
     """
 
     def __init__(self) -> None:
-        self.script: list[str | tuple[int, str, bytes]] = []
+        self.script: list[Any] = []
         self.requests: list[str] = []
+        self.times: list[float] = []
         scripted = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -134,13 +168,16 @@ class ScriptedServer:
                     if not chunk:
                         return
                     data += chunk
+                scripted.times.append(time.monotonic())
                 scripted.requests.append(data.split(b"\r\n", 1)[0].decode())
                 action = scripted.script.pop(0) if scripted.script else (404, "text/plain", b"no script")
                 if isinstance(action, str):  # "drop"
                     return
-                status, content_type, body = action
+                status, content_type, body, *extra = action
+                extra_headers = extra[0] if extra else {}
+                headers = "".join(f"{name}: {value}\r\n" for name, value in extra_headers.items())
                 self.request.sendall(
-                    f"HTTP/1.1 {status} Scripted\r\nContent-Type: {content_type}\r\n"
+                    f"HTTP/1.1 {status} Scripted\r\nContent-Type: {content_type}\r\n{headers}"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                     + body
                 )

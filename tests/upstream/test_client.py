@@ -1,15 +1,22 @@
-"""The upstream client: typed pages from the real demo process, and UpstreamError for everything else."""
+"""The upstream client: typed pages from the real demo process, retries, and UpstreamError for the rest.
+
+The retry waits are those of ``FAST_RETRIES`` (conftest) unless a test sets
+its own: 3 retries, backoff from 0.01 s, at most 0.05 s.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
 from users.repository import upstream
-from users.repository.upstream import ChangesPage, UpstreamError, UpstreamUser
+from users.repository.upstream import ChangesPage, UpstreamError, UpstreamStopped, UpstreamUser
 
 GOOD_PAGE = json.dumps(
     {
@@ -116,9 +123,12 @@ def test_a_page_from_any_upstream_with_offsets_is_parsed(scripted_upstream):
 @pytest.mark.parametrize(
     ("status", "body", "message"),
     [
-        (500, b'{"error": "boom"}', "HTTP 500"),
-        (503, b"<html>maintenance</html>", "HTTP 503"),
+        (400, b'{"error": "invalid_limit"}', "HTTP 400"),
+        (401, b"", "HTTP 401"),
+        (403, b"<html>forbidden</html>", "HTTP 403"),
         (404, b"", "HTTP 404"),
+        (409, b"", "HTTP 409"),
+        (200, b'{"users": [], "next_cursor": "", "has_', "malformed page"),  # truncated
         (200, b"<html>not json</html>", "malformed page"),
         (200, b"[]", "not a JSON object"),
         (200, b'{"users": [], "has_more": false}', "next_cursor"),
@@ -160,27 +170,160 @@ def test_a_bad_answer_is_an_upstream_error(scripted_upstream, status, body, mess
     assert message in str(caught.value)
     assert caught.value.status == status
     assert f"{scripted_upstream.url}/v1/users/changes?limit=10" in str(caught.value)
-    assert len(scripted_upstream.requests) == 1, "HTTP errors are not retried"
+    assert len(scripted_upstream.requests) == 1, "other 4xx and bad bodies are not retried"
 
 
-def test_a_dropped_connection_is_retried_once(scripted_upstream):
-    scripted_upstream.script = ["drop", (200, "application/json", GOOD_PAGE)]
+def test_dropped_connections_are_retried(scripted_upstream):
+    scripted_upstream.script = ["drop", "drop", "drop", (200, "application/json", GOOD_PAGE)]
 
     page = upstream.fetch_changes(cursor="", limit=10)
 
     assert [user.id for user in page.users] == ["a1"]
-    assert len(scripted_upstream.requests) == 2
+    assert len(scripted_upstream.requests) == 4
 
 
-def test_a_second_connection_failure_is_an_upstream_error(scripted_upstream):
-    scripted_upstream.script = ["drop", "drop", (200, "application/json", GOOD_PAGE)]
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_server_errors_and_throttling_are_retried(scripted_upstream, status):
+    scripted_upstream.script = [
+        (status, "text/html", b"<html>busy</html>"),
+        (status, "application/json", b'{"error": "busy"}'),
+        (200, "application/json", GOOD_PAGE),
+    ]
+
+    page = upstream.fetch_changes(cursor="", limit=10)
+
+    assert [user.id for user in page.users] == ["a1"]
+    assert len(scripted_upstream.requests) == 3
+
+
+def test_after_the_last_retry_the_error_names_url_status_and_attempts(scripted_upstream, settings):
+    settings.THIRD_PARTY_USERS_MAX_RETRIES = 2
+    scripted_upstream.script = [(503, "text/plain", b"maintenance")] * 3 + [
+        (200, "application/json", GOOD_PAGE)
+    ]
+
+    with pytest.raises(UpstreamError) as caught:
+        upstream.fetch_changes(cursor="", limit=10)
+
+    assert caught.value.status == 503
+    assert caught.value.url == f"{scripted_upstream.url}/v1/users/changes?limit=10"
+    assert str(caught.value) == (
+        f"GET {scripted_upstream.url}/v1/users/changes?limit=10 returned HTTP 503: maintenance"
+        " (gave up after 3 attempts)"
+    )
+    assert len(scripted_upstream.requests) == 3
+
+
+def test_connection_failures_past_the_retries_are_an_upstream_error(scripted_upstream):
+    scripted_upstream.script = ["drop"] * 4 + [(200, "application/json", GOOD_PAGE)]
 
     with pytest.raises(UpstreamError, match="RemoteProtocolError") as caught:
         upstream.fetch_changes(cursor="", limit=10)
 
     assert caught.value.status is None
     assert scripted_upstream.url in str(caught.value)
-    assert len(scripted_upstream.requests) == 2
+    assert "gave up after 4 attempts" in str(caught.value)
+    assert len(scripted_upstream.requests) == 4
+
+
+def test_no_retries_means_one_attempt(scripted_upstream, settings):
+    settings.THIRD_PARTY_USERS_MAX_RETRIES = 0
+    scripted_upstream.script = ["drop", (200, "application/json", GOOD_PAGE)]
+
+    with pytest.raises(UpstreamError, match=r"gave up after 1 attempt\)$"):
+        upstream.fetch_changes(cursor="", limit=10)
+    assert len(scripted_upstream.requests) == 1
+
+
+def throttled(retry_after: str) -> tuple[int, str, bytes, dict[str, str]]:
+    return (429, "application/json", b'{"error": "slow down"}', {"Retry-After": retry_after})
+
+
+def test_retry_after_in_seconds_is_honoured(scripted_upstream, settings):
+    settings.THIRD_PARTY_USERS_BACKOFF_MAX = 30
+    scripted_upstream.script = [throttled("1"), (200, "application/json", GOOD_PAGE)]
+
+    upstream.fetch_changes(cursor="", limit=10)
+
+    waited = scripted_upstream.times[1] - scripted_upstream.times[0]
+    # At least what the server asked; far less than the 30 s cap (generous for a busy machine).
+    assert 1.0 <= waited < 10
+
+
+def test_retry_after_as_an_http_date_is_honoured(scripted_upstream, settings):
+    settings.THIRD_PARTY_USERS_BACKOFF_MAX = 30
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    scripted_upstream.script = [
+        throttled(format_datetime(at, usegmt=True)),
+        (200, "application/json", GOOD_PAGE),
+    ]
+
+    upstream.fetch_changes(cursor="", limit=10)
+
+    # The date has whole seconds: the wait is (2, 3] s after the 429.
+    waited = scripted_upstream.times[1] - scripted_upstream.times[0]
+    assert 2.0 <= waited < 10
+    assert datetime.now(UTC) >= at - timedelta(seconds=0.05)
+
+
+def test_retry_after_is_capped_by_the_backoff_maximum(scripted_upstream, settings):
+    settings.THIRD_PARTY_USERS_BACKOFF_MAX = 0.2
+    scripted_upstream.script = [throttled("3600"), (200, "application/json", GOOD_PAGE)]
+
+    upstream.fetch_changes(cursor="", limit=10)
+
+    waited = scripted_upstream.times[1] - scripted_upstream.times[0]
+    assert 0.2 <= waited < 10
+
+
+def test_a_stop_during_a_retry_wait_ends_it_promptly(scripted_upstream, settings):
+    settings.THIRD_PARTY_USERS_BACKOFF_MAX = 120
+    scripted_upstream.script = [throttled("60"), (200, "application/json", GOOD_PAGE)]
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+
+    with pytest.raises(UpstreamStopped):
+        upstream.fetch_changes(cursor="", limit=10, should_stop=stop.is_set)
+
+    # Well under the 60 s the server asked for.
+    assert time.monotonic() - started < 10
+    assert len(scripted_upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 1.5 ", 1.5),
+        ("0", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 30.0),
+        ("Wednesday, 21-Oct-15 07:28:00 GMT", 30.0),
+        ("Wed Oct 21 07:28:00 2015", 30.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already past: now
+        ("-5", None),
+        ("nan", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_values(header, seconds):
+    now = datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)
+
+    assert upstream.parse_retry_after(header, now=now) == seconds
+
+
+def test_the_client_uses_the_configured_timeouts(settings):
+    settings.THIRD_PARTY_USERS_URL = "http://upstream-a.example"
+    settings.THIRD_PARTY_USERS_CONNECT_TIMEOUT = 1.5
+    settings.THIRD_PARTY_USERS_READ_TIMEOUT = 7.0
+
+    client = upstream.get_client()
+
+    assert (client.timeout.connect, client.timeout.read) == (1.5, 7.0)
+    settings.THIRD_PARTY_USERS_READ_TIMEOUT = 9.0
+    assert upstream.get_client().timeout.read == 9.0
 
 
 def test_a_refused_connection_is_an_upstream_error(closed_port_url):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import psycopg
 import pytest
+from django.db import IntegrityError, connection
 
 from tests.upstream.conftest import DEMO_LIVE_USERS, DEMO_USERS, HTTP
 from users import services
 from users.models import SyncCursor, User
-from users.repository import sync_db, sync_state, upstream
+from users.repository import sync_state, upstream
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db]
 
@@ -194,18 +196,17 @@ def test_a_stop_before_the_first_page_fetches_nothing(upstream_url):
     assert not SyncCursor.objects.exists()
 
 
-def test_a_failing_page_rolls_back_together_with_its_cursor(upstream_url, monkeypatch):
-    pages = []
-    original = sync_db.mirrors_create
+def test_a_failing_page_rolls_back_together_with_its_cursor(upstream_url):
+    # A real database error in the middle of page 2: a constraint (undone with
+    # the test's transaction) that one of its users breaks.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"ALTER TABLE {User._meta.db_table} ADD CONSTRAINT test_refuse_u000151"
+            " CHECK (external_id IS NULL OR external_id <> 'u000151')"
+        )
 
-    def fail_on_the_second_page(mirrors, *, synced_at):
-        pages.append(len(mirrors))
-        if len(pages) == 2:
-            raise RuntimeError("disk full")
-        original(mirrors, synced_at=synced_at)
-
-    monkeypatch.setattr(sync_db, "mirrors_create", fail_on_the_second_page)
-    with pytest.raises(RuntimeError, match="disk full"):
+    # Django's IntegrityError, or psycopg's own where the page is written with COPY.
+    with pytest.raises((IntegrityError, psycopg.errors.IntegrityError), match="test_refuse_u000151"):
         sync()
 
     assert User.objects.filter(source=User.Source.THIRD_PARTY).count() == PAGE_SIZE - TOMBSTONES_PER_PAGE
@@ -216,8 +217,8 @@ def test_a_failing_page_rolls_back_together_with_its_cursor(upstream_url, monkey
 def test_a_page_is_not_applied_when_another_sync_moved_the_cursor(upstream_url, monkeypatch):
     original = upstream.fetch_changes
 
-    def fetch_while_another_sync_commits(*, cursor, limit):
-        page = original(cursor=cursor, limit=limit)
+    def fetch_while_another_sync_commits(*, cursor, limit, should_stop):
+        page = original(cursor=cursor, limit=limit, should_stop=should_stop)
         sync_state.save_cursor(services.SYNC_CURSOR_NAME, page.next_cursor)
         return page
 
@@ -234,3 +235,32 @@ def test_an_upstream_failure_stops_the_sync_after_the_committed_pages(upstream_u
     with pytest.raises(upstream.UpstreamError, match="HTTP 404"):
         sync()
     assert User.objects.filter(source=User.Source.THIRD_PARTY).count() == DEMO_LIVE_USERS
+
+
+def test_an_oversized_display_name_is_rejected_and_logged_with_the_upstream_id(upstream_url, touch, caplog):
+    sync()
+    touch(ids=["u000002"], display_name="x" * 151)
+    touch(ids=["u000003"], display_name="y" * 150)
+    caplog.set_level(logging.WARNING, logger="users.sync")
+
+    assert sync() == counts(pages=1, updated=1, rejected=1)
+    assert mirror("u000002").display_name == "User 000002"
+    assert mirror("u000003").display_name == "y" * 150
+    assert [record.getMessage() for record in caplog.records if " rejected: " in record.getMessage()] == [
+        "upstream user u000002 rejected: display_name longer than 150 characters"
+    ]
+
+
+def test_replaying_pages_from_an_older_cursor_writes_nothing(upstream_url, touch):
+    progress: list[dict[str, int]] = []
+    sync(should_stop=lambda: len(progress) >= 2, on_progress=progress.append)
+    older = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    sync()
+    touch(ids=["u000401"])
+    sync()
+    before = mirror_stamps()
+    sync_state.save_cursor(services.SYNC_CURSOR_NAME, older)
+
+    # Pages 3 to 5 again (the touched user now at their end), all as they are here already.
+    assert sync() == counts(pages=3, unchanged=3 * PAGE_SIZE)
+    assert mirror_stamps() == before

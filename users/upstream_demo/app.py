@@ -5,9 +5,12 @@ Endpoints:
 * ``GET /v1/users/changes?cursor=&limit=``: the change feed.
 * ``POST /v1/_admin/touch``: change users now so that an incremental sync has
   something to fetch (``{"ids": [...]}`` or ``{"share": 0.01, "seed": 0}``,
-  optionally ``"deleted": true|false`` and, with ids, ``"email": "..."``).
+  optionally ``"deleted": true|false`` and, with ids, ``"email": "..."`` and
+  ``"display_name": "..."``).
+* ``POST /v1/_admin/faults``: set the faults the feed injects (see
+  :mod:`users.upstream_demo.faults`); ``GET`` shows them and what was served.
 * ``POST /v1/_admin/reset``: back to the generated data set (optionally
-  ``{"users": N}`` for another size).
+  ``{"users": N}`` for another size) and no faults.
 
 The cursor is the urlsafe base64 (unpadded) of ``{"t": <microseconds>, "id": <id>}``
 of the last user returned; clients must treat it as opaque.
@@ -18,19 +21,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
 from users.upstream_demo.dataset import MAX_USERS, Dataset, FeedKey, UnknownUsers
+from users.upstream_demo.faults import Fault, Faults, InvalidFaults, parse_plan
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
 MAX_BODY_BYTES = 1_000_000
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+FEED_PATH = "/v1/users/changes"
 
 
 class BadRequest(Exception):
@@ -81,30 +88,56 @@ def parse_limit(values: list[str] | None) -> int:
 class DemoUpstream:
     """The WSGI callable; one instance serves one :class:`Dataset` from many threads."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, faults: Faults | None = None) -> None:
         self.dataset = dataset
-        self._routes: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
-            "/v1/users/changes": ("GET", self._changes),
-            "/v1/_admin/touch": ("POST", self._touch),
-            "/v1/_admin/reset": ("POST", self._reset),
+        self.faults = faults or Faults()
+        self._routes: dict[str, dict[str, Handler]] = {
+            FEED_PATH: {"GET": self._changes},
+            "/v1/_admin/touch": {"POST": self._touch},
+            "/v1/_admin/faults": {"GET": self._faults_get, "POST": self._faults_set},
+            "/v1/_admin/reset": {"POST": self._reset},
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        route = self._routes.get(environ.get("PATH_INFO", ""))
-        if route is None:
+        methods = self._routes.get(environ.get("PATH_INFO", ""))
+        if methods is None:
             return _json(start_response, 404, {"error": "not_found", "message": "no such endpoint"})
-        method, handler = route
-        if environ.get("REQUEST_METHOD") != method:
+        handler = methods.get(environ.get("REQUEST_METHOD", ""))
+        if handler is None:
+            allowed = ", ".join(methods)
             return _json(
                 start_response,
                 405,
-                {"error": "method_not_allowed", "message": f"use {method}"},
-                [("Allow", method)],
+                {"error": "method_not_allowed", "message": f"use {allowed}"},
+                [("Allow", allowed)],
             )
+        if handler == self._changes:
+            return self._changes_with_faults(environ, start_response)
         try:
             return _json(start_response, 200, handler(environ))
         except BadRequest as exc:
             return _json(start_response, 400, {"error": exc.code, "message": exc.message})
+
+    def _changes_with_faults(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """The feed as the fault plan wants this request answered."""
+        fault, delay = self.faults.take()
+        kind = fault.fault if fault is not None else "page"
+        if fault is not None and kind == "slow":
+            delay += fault.seconds or 0.0
+        time.sleep(delay)
+        if fault is not None and kind in ("error", "throttle", "drop"):
+            return _fault_answer(start_response, fault)
+        try:
+            payload = self._changes(environ)
+        except BadRequest as exc:
+            return _json(start_response, 400, {"error": exc.code, "message": exc.message})
+        if kind == "malformed":
+            bad_item = {"id": 42, "updated_at": "yesterday", "deleted": "no"}
+            return _json(start_response, 200, {**payload, "users": [bad_item, *payload["users"]]})
+        if kind == "truncate":
+            body = _encode(payload)
+            return _raw(start_response, 200, body[: len(body) // 2])
+        return _json(start_response, 200, payload)
 
     def _changes(self, environ: dict[str, Any]) -> dict[str, Any]:
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
@@ -120,7 +153,7 @@ class DemoUpstream:
 
     def _touch(self, environ: dict[str, Any]) -> dict[str, Any]:
         body = _read_json_object(environ)
-        unknown_keys = set(body) - {"ids", "share", "seed", "deleted", "email"}
+        unknown_keys = set(body) - {"ids", "share", "seed", "deleted", "email", "display_name"}
         if unknown_keys:
             raise BadRequest("invalid_body", f"unknown keys: {', '.join(sorted(unknown_keys))}")
         deleted = body.get("deleted")
@@ -129,6 +162,9 @@ class DemoUpstream:
         email = body.get("email")
         if email is not None and not isinstance(email, str):
             raise BadRequest("invalid_body", "email must be a string")
+        name = body.get("display_name")
+        if name is not None and not isinstance(name, str):
+            raise BadRequest("invalid_body", "display_name must be a string")
         if ("ids" in body) == ("share" in body):
             raise BadRequest("invalid_body", "give exactly one of ids or share")
         if "ids" in body:
@@ -143,9 +179,11 @@ class DemoUpstream:
                 raise BadRequest("invalid_body", "seed must be an integer")
             if email is not None:
                 raise BadRequest("invalid_body", "email needs ids: one address cannot go to many users")
+            if name is not None:
+                raise BadRequest("invalid_body", "display_name needs ids")
             ids = self.dataset.pick(share=share, seed=seed)
         try:
-            touched = self.dataset.touch(ids, deleted=deleted, email=email)
+            touched = self.dataset.touch(ids, deleted=deleted, email=email, display_name=name)
         except UnknownUsers as exc:
             raise BadRequest("unknown_ids", f"unknown ids: {', '.join(exc.ids)}") from None
         return {"touched": [record.id for record in touched]}
@@ -156,7 +194,19 @@ class DemoUpstream:
         if type(count) is not int or not 0 <= count <= MAX_USERS:
             raise BadRequest("invalid_body", f"users must be an integer from 0 to {MAX_USERS}")
         self.dataset.reset(count)
+        self.faults.set(parse_plan({}))
         return {"users": count}
+
+    def _faults_get(self, environ: dict[str, Any]) -> dict[str, Any]:
+        return self.faults.as_json()
+
+    def _faults_set(self, environ: dict[str, Any]) -> dict[str, Any]:
+        try:
+            plan = parse_plan(_read_json_object(environ, allow_empty=True))
+        except InvalidFaults as exc:
+            raise BadRequest("invalid_body", str(exc)) from None
+        self.faults.set(plan)
+        return self.faults.as_json()
 
 
 def _read_json_object(environ: dict[str, Any], *, allow_empty: bool = False) -> dict[str, Any]:
@@ -178,15 +228,35 @@ def _read_json_object(environ: dict[str, Any], *, allow_empty: bool = False) -> 
     return body
 
 
+def _fault_answer(start_response: StartResponse, fault: Fault) -> list[bytes]:
+    if fault.fault == "drop":
+        # wsgiref takes this for a client that went away: it writes nothing and closes the socket.
+        raise ConnectionAbortedError("demo upstream fault: drop the connection")
+    if fault.fault == "throttle":
+        headers = [("Retry-After", fault.retry_after)] if fault.retry_after is not None else []
+        return _json(start_response, 429, {"error": "throttled", "message": "injected fault"}, headers)
+    status = fault.status or 500
+    return _json(start_response, status, {"error": "injected", "message": f"injected fault: HTTP {status}"})
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def _json(
     start_response: StartResponse,
     status: int,
     payload: dict[str, Any],
     headers: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    return _raw(start_response, status, _encode(payload), headers)
+
+
+def _raw(
+    start_response: StartResponse, status: int, body: bytes, headers: list[tuple[str, str]] | None = None
+) -> list[bytes]:
     start_response(
-        f"{status} {_REASONS[status]}",
+        f"{status} {HTTPStatus(status).phrase}",
         [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *(headers or [])],
     )
     return [body]

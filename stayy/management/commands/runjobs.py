@@ -4,18 +4,24 @@
   until SIGINT or SIGTERM (then it stops like a gunicorn worker does).
 * ``runjobs --list``: every job with its trigger, next run time and state.
 * ``runjobs --run NAME``: run one job once, now, in the main thread (so
-  ``breakpoint()`` works), recorded with trigger ``command``. Exit codes:
-  0 succeeded, 1 failed, 2 unknown job, 3 the job is executing elsewhere
-  (``--force`` runs it anyway).
+  ``breakpoint()`` works), recorded with trigger ``command``. Its progress is
+  one line redrawn in place on a terminal, plain ``progress:`` lines
+  otherwise. Exit codes: 0 succeeded, 1 failed, 2 unknown job, 3 the job is
+  executing elsewhere (``--force`` runs it anyway).
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import signal
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from stayy import services
 from stayy.conf import stayy_settings
@@ -37,7 +43,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
             self._list()
-        elif options["run"]:
+        elif options["run"] is not None:
             self._run(options["run"], force=options["force"])
         else:
             self._serve()
@@ -55,19 +61,18 @@ class Command(BaseCommand):
             self.stdout.write(f"{job.name:<{width}}  {job.schedule:<36}  {next_run:<19}  {state:<8}  {last}")
 
     def _run(self, name: str, *, force: bool) -> None:
+        progress = ProgressLine(self.stdout, name=name)
         try:
-            outcome = services.job_run_in_process(
-                name=name, force=force, on_progress=self._progress_printer()
-            )
+            with progress.clearing_for_log_lines():
+                run = services.job_run_in_process(name=name, force=force, on_progress=progress.show)
         except registry.UnknownJob as exc:
             self.stderr.write(str(exc))
             sys.exit(2)
         except services.JobBusy as exc:
             self.stderr.write(f"{exc}; use --force to run it anyway")
             sys.exit(3)
-        if sys.stdout.isatty():
-            self.stdout.write("")
-        run = outcome
+        finally:
+            progress.end()
         line = f"{run.job_name}: {run.status} in {run.duration_ms or 0} ms (run {run.pk})"
         if run.error:
             line += f": {run.error}"
@@ -78,19 +83,6 @@ class Command(BaseCommand):
             return
         self.stderr.write(line)
         sys.exit(1)
-
-    def _progress_printer(self):  # type: ignore[no-untyped-def]
-        interactive = sys.stdout.isatty()
-
-        def show(summary: dict[str, Any]) -> None:
-            text = ", ".join(f"{key}={value}" for key, value in summary.items())
-            if interactive:
-                self.stdout.write(f"\r\x1b[K{text}", ending="")
-                self.stdout.flush()
-            else:
-                self.stdout.write(f"progress: {text}")
-
-        return show
 
     def _serve(self) -> None:
         server = JobServer(name=stayy_settings.job_name)
@@ -110,3 +102,81 @@ class Command(BaseCommand):
             server.stop(grace=stayy_settings.shutdown_grace)
         if server.state != "stopped":
             raise CommandError("job server did not stop cleanly")
+
+
+class ProgressLine:
+    """A run's progress: on a terminal one status line redrawn in place, otherwise a line per report.
+
+    The terminal line is a spinner, the job, the time since the start and the
+    counters, cut to the terminal's width so that a carriage return redraws it.
+    """
+
+    SPINNER = "|/-\\"
+
+    def __init__(self, stream: OutputWrapper, *, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.interactive = stream.isatty()
+        self.started = time.monotonic()
+        self.reports = 0
+        self.drawn = False  # a status line without its newline is on the terminal
+
+    def show(self, summary: dict[str, Any]) -> None:
+        text = ", ".join(f"{key}={value}" for key, value in summary.items())
+        self.reports += 1
+        if not self.interactive:
+            self.stream.write(f"progress: {text}")
+            return
+        elapsed = time.monotonic() - self.started
+        spinner = self.SPINNER[self.reports % len(self.SPINNER)]
+        line = f"{spinner} {self.name} {elapsed:7.1f} s  {text}"
+        width = shutil.get_terminal_size().columns - 1
+        self.stream.write(f"\r\x1b[K{line[:width]}", ending="")
+        self.stream.flush()
+        self.drawn = True
+
+    def clear(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\x1b[K", ending="")
+            self.stream.flush()
+            self.drawn = False
+
+    def end(self) -> None:
+        """Leave the status line behind (the outcome follows on its own line)."""
+        if self.drawn:
+            self.stream.write("")
+            self.drawn = False
+
+    @contextmanager
+    def clearing_for_log_lines(self) -> Iterator[None]:
+        """While the run lasts, a log line written to the terminal first clears the status line.
+
+        Otherwise it would be appended to it; the next report draws the status below the log line.
+        """
+        if not self.interactive:
+            yield
+            return
+        handlers = [
+            handler
+            for handler in logging.getLogger().handlers
+            if isinstance(handler, logging.StreamHandler)
+            and getattr(handler.stream, "isatty", lambda: False)()
+        ]
+        log_filter = _ClearLine(self)
+        for handler in handlers:
+            handler.addFilter(log_filter)
+        try:
+            yield
+        finally:
+            for handler in handlers:
+                handler.removeFilter(log_filter)
+
+
+class _ClearLine(logging.Filter):
+    def __init__(self, line: ProgressLine) -> None:
+        super().__init__()
+        self.line = line
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.line.clear()
+        return True

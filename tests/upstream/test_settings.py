@@ -1,0 +1,77 @@
+"""The upstream client's settings: defaults, and a bad value stops ``manage.py`` with one line naming it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.jobs.test_config_errors import assert_one_line_naming, env_with
+from tests.support import PROJECT_DIR
+
+DEFAULTS = {
+    "THIRD_PARTY_USERS_CONNECT_TIMEOUT": 5.0,
+    "THIRD_PARTY_USERS_READ_TIMEOUT": 30.0,
+    "THIRD_PARTY_USERS_MAX_RETRIES": 5,
+    "THIRD_PARTY_USERS_BACKOFF": 0.5,
+    "THIRD_PARTY_USERS_BACKOFF_MAX": 30.0,
+}
+
+
+def settings_in_a_child(**env: str | None) -> subprocess.CompletedProcess[str]:
+    names = ", ".join(DEFAULTS)
+    code = f"from django.conf import settings; print([getattr(settings, n) for n in '{names}'.split(', ')])"
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=PROJECT_DIR,
+        env=env_with(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_defaults():
+    result = settings_in_a_child(**dict.fromkeys(DEFAULTS))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(list(DEFAULTS.values()))
+
+
+def test_values_from_the_environment():
+    result = settings_in_a_child(
+        THIRD_PARTY_USERS_CONNECT_TIMEOUT="2",
+        THIRD_PARTY_USERS_READ_TIMEOUT="12.5",
+        THIRD_PARTY_USERS_MAX_RETRIES="0",
+        THIRD_PARTY_USERS_BACKOFF="0",
+        THIRD_PARTY_USERS_BACKOFF_MAX="60",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str([2.0, 12.5, 0, 0.0, 60.0])
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "detail"),
+    [
+        ("THIRD_PARTY_USERS_CONNECT_TIMEOUT", "0", "at least 0.01"),
+        ("THIRD_PARTY_USERS_READ_TIMEOUT", "soon", "expected a number"),
+        ("THIRD_PARTY_USERS_MAX_RETRIES", "-1", "at least 0"),
+        ("THIRD_PARTY_USERS_MAX_RETRIES", "2.5", "whole number"),
+        ("THIRD_PARTY_USERS_BACKOFF", "-0.5", "at least 0"),
+        ("THIRD_PARTY_USERS_BACKOFF_MAX", "inf", "finite"),
+    ],
+)
+def test_a_bad_value_stops_manage_py_with_one_line(name, value, detail):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=env_with(**{name: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert_one_line_naming(result.stderr, name, detail)
