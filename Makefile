@@ -8,6 +8,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 export DJANGO_SETTINGS_MODULE := config.settings
 
 .PHONY: install run test test-postgres test-sqlite lint typecheck clean
+.PHONY: bench bench-deps bench-sync bench-http bench-api bench-scheduler
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +39,26 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	DJANGO_DEBUG=1 $(BIN)/mypy config stayy users gunicorn.conf.py
+	DJANGO_DEBUG=1 $(BIN)/mypy config stayy users bench gunicorn.conf.py
+
+# Benchmarks (not tests; bench/README.md): PostgreSQL database stayy_bench, Redis db 15.
+# Each prints a results block; pass options with BENCH_ARGS="--users 10000".
+bench-deps:
+	command -v wrk >/dev/null && command -v hey >/dev/null || apt-get install -y wrk hey
+
+bench-sync: install
+	$(BIN)/python -m bench.sync $(BENCH_ARGS)
+
+bench-http: install
+	$(BIN)/python -m bench.http_jobs $(BENCH_ARGS)
+
+bench-api: install
+	$(BIN)/python -m bench.api $(BENCH_ARGS)
+
+bench-scheduler: install
+	$(BIN)/python -m bench.scheduler $(BENCH_ARGS)
+
+bench: bench-deps bench-sync bench-http bench-api bench-scheduler
 
 clean:
 	rm -rf $(VENV) .cache staticfiles db.sqlite3* test-db.sqlite3*

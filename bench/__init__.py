@@ -1,0 +1,1 @@
+"""Benchmarks of the Stayy service (not tests): see bench/README.md."""

@@ -1,0 +1,148 @@
+"""Benchmark 2, HTTP cost of embedded jobs: ``GET /api/users/`` on gunicorn (2 workers), jobs off vs on.
+
+``python -m bench.http_jobs [--users 100000] [--window 60] [--capacity-seconds 15]``
+
+1. Jobs off: the capacity (wrk, closed loop), then ``--window`` seconds at half
+   that rate (hey, fixed rate): p50/p99 and errors.
+2. Jobs on (``JOB_ENABLE=1``), same rate and window, while the sync job runs
+   every 5 s against the demo upstream (100 users change every 5 s) and one
+   full sync of every user runs inside the window (its cursor is reset 5 s in).
+3. Full-load throughput with jobs on (wrk again, a full sync started with it).
+
+Targets: p99 on <= 1.3x p99 off, no errors; throughput on >= 0.9x off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from bench import common, load
+
+CONNECTIONS = 8
+
+
+@dataclass
+class Phase:
+    capacity: common.WrkResult
+    at_rate: common.RateResult | None
+    syncs: load.SyncRuns | None = None
+
+
+def measure_capacity(url: str, token: str, seconds: int) -> common.WrkResult:
+    common.run_wrk(url, seconds=3, connections=CONNECTIONS, token=token)  # warm-up
+    result = common.run_wrk(url, seconds=seconds, connections=CONNECTIONS, token=token)
+    common.log(
+        f"capacity {result.requests_per_s:.0f} req/s (p99 {result.p99_ms:.1f} ms, errors {result.errors})"
+    )
+    return result
+
+
+def at_rate(url: str, token: str, rate: float, seconds: int) -> common.RateResult:
+    result = common.run_at_rate(url, rate=rate, seconds=seconds, token=token)
+    common.log(
+        f"{rate:.0f} req/s for {seconds} s: {result.answered} answered of {result.expected}, "
+        f"p50 {result.p(50):.1f} ms, p99 {result.p(99):.1f} ms, statuses {result.statuses}"
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=60, help="Seconds at the fixed rate, per phase.")
+    parser.add_argument("--capacity-seconds", type=int, default=15)
+    args = parser.parse_args()
+
+    stage = load.prepare("http_jobs", users=args.users)
+    try:
+        server, base = load.gunicorn(stage, "gunicorn-jobs-off", jobs=False)
+        url = f"{base}/api/users/"
+        try:
+            off_capacity = measure_capacity(url, stage.token, args.capacity_seconds)
+            rate = off_capacity.requests_per_s / 2
+            off = Phase(off_capacity, at_rate(url, stage.token, rate, args.window))
+        finally:
+            server.stop()
+
+        started = timezone.now()
+        server, base = load.gunicorn(stage, "gunicorn-jobs-on", jobs=True)
+        url = f"{base}/api/users/"
+        try:
+            load.wait_for_leader(load.SYNC_JOB, after=started)
+            common.run_wrk(url, seconds=3, connections=CONNECTIONS, token=stage.token)  # warm-up
+            with load.UpstreamChanges(stage):
+                window_start = timezone.now()
+                reset = _later(5, load.full_sync_now)
+                on_rate = at_rate(url, stage.token, rate, args.window)
+                reset.join()
+                window_end = timezone.now()
+                on_syncs = load.sync_runs(since=window_start, until=window_end, users=stage.users)
+                common.log(f"during the window: {on_syncs.describe()}")
+                load.full_sync_now()
+                time.sleep(load.SYNC_EVERY)  # the full sync has started
+                capacity_start = timezone.now()
+                on_capacity = measure_capacity(url, stage.token, args.capacity_seconds)
+                capacity_syncs = load.sync_runs(since=capacity_start, until=timezone.now(), users=stage.users)
+                common.log(f"during the capacity run: {capacity_syncs.describe()}")
+            on = Phase(on_capacity, on_rate, on_syncs)
+        finally:
+            server.stop()
+    finally:
+        stage.stop()
+
+    assert off.at_rate is not None and on.at_rate is not None
+    results = common.Results(
+        f"Benchmark 2: HTTP cost of embedded jobs (GET /api/users/, gunicorn 2 workers, {args.users:,} users)"
+    )
+    results.add("capacity, jobs off", f"{off.capacity.requests_per_s:,.0f} req/s")
+    results.add(
+        f"jobs off at {rate:,.0f} req/s",
+        f"p50 {off.at_rate.p(50):.1f} ms, p99 {off.at_rate.p(99):.1f} ms, {off.at_rate.errors} errors",
+    )
+    results.add(
+        f"jobs on at {rate:,.0f} req/s",
+        f"p50 {on.at_rate.p(50):.1f} ms, p99 {on.at_rate.p(99):.1f} ms, {on.at_rate.errors} errors",
+    )
+    p99_ratio = on.at_rate.p(99) / off.at_rate.p(99)
+    results.add("p99 on / off", f"{p99_ratio:.2f}x", "<= 1.3x", p99_ratio <= 1.3)
+    errors = off.at_rate.errors + on.at_rate.errors
+    results.add("errors at the fixed rate", str(errors), "0", errors == 0)
+    throughput = on.capacity.requests_per_s / off.capacity.requests_per_s
+    results.add("capacity, jobs on (full sync running)", f"{on.capacity.requests_per_s:,.0f} req/s")
+    results.add("capacity on / off", f"{throughput:.2f}x", ">= 0.9x", throughput >= 0.9)
+    assert on.syncs is not None
+    results.note(f"Jobs on, in the {args.window} s window: {on.syncs.describe()}.")
+    results.note(
+        f"Fixed rate with hey ({common.RATE_WORKERS} workers, each on its own ticker); "
+        f"answered {off.at_rate.answered:,} / {on.at_rate.answered:,} of {off.at_rate.expected:,} due "
+        "(off / on). Capacity with wrk, 1 thread, 8 connections. The load generators run unpinned: "
+        "at half capacity hey needs a few % of one core."
+    )
+    if on.syncs.full_runs == 0:
+        results.note("No full sync finished inside the window: make --window longer.")
+    results.note(common.email_index_note())
+    results.print()
+
+
+def _later(seconds: float, action: Callable[[], None]) -> threading.Thread:
+    """Run ``action`` in ``seconds`` in a background thread."""
+
+    def run() -> None:
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+if __name__ == "__main__":
+    main()

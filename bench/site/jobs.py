@@ -1,0 +1,20 @@
+"""Ten 1-second jobs that do nothing, for the scheduler precision benchmark (benchmark 4).
+
+Declared disabled: only ``bench/scheduler.py`` switches them on, through
+``JOB_OVERRIDES`` (``{"bench.tick_0": {"enabled": true}, ...}``).
+"""
+
+from __future__ import annotations
+
+from stayy.scheduling import JobContext, job
+
+TICK_JOBS = [f"bench.tick_{index}" for index in range(10)]
+
+
+def _tick(ctx: JobContext) -> dict[str, int]:
+    """Do nothing: the run row's start time against its scheduled time is the measurement."""
+    return {}
+
+
+for _name in TICK_JOBS:
+    job(_name, every=1, timeout=5, misfire_grace=5, enabled=False)(_tick)

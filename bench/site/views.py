@@ -1,0 +1,42 @@
+"""The baseline of benchmark 3: the first page of users with ``values()`` + ``JsonResponse``, by hand.
+
+It does the same work as ``GET /api/users/`` for a staff token: one token
+lookup, the count, 50 rows, the same fields and envelope (count, next,
+previous, results) — and nothing else (no DRF request/response objects,
+no serializer, no filter backends). Bench-only code: not part of the service.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework.authtoken.models import Token
+
+from users.models import User
+
+PAGE_SIZE = 50
+FIELDS = (
+    "id",
+    "username",
+    "email",
+    "display_name",
+    "source",
+    "external_id",
+    "is_active",
+    "is_staff",
+    "last_login",
+    "synced_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def users_baseline(request: HttpRequest) -> JsonResponse:
+    header = request.headers.get("Authorization", "")
+    key = header[len("Token ") :] if header.startswith("Token ") else ""
+    token = Token.objects.select_related("user").filter(key=key).first() if key else None
+    if token is None or not (token.user.is_active and token.user.is_staff):
+        return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
+    count = User.objects.count()
+    rows = list(User.objects.order_by("id").values(*FIELDS)[:PAGE_SIZE])
+    next_url = request.build_absolute_uri("?page=2") if count > PAGE_SIZE else None
+    return JsonResponse({"count": count, "next": next_url, "previous": None, "results": rows})

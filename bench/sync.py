@@ -1,0 +1,160 @@
+"""Benchmark 1, sync throughput: the product's sync against two baselines over the same pages.
+
+``python -m bench.sync [--users 100000] [--big-users 999999] [--naive-limit 0]``
+
+One demo upstream serves every variant in turn; each variant runs in a child
+process of its own (so its peak RSS is its own) starting from an empty users
+table, and reports the seconds spent in the sync (not Django's start-up):
+
+1. ``copy`` — fetch + parse the pages with the service's client, ``COPY`` them into a bare table;
+2. ``product`` — ``user_sync_from_upstream`` into the empty table (the first sync);
+3. ``product`` again after the upstream changed 1% of its users (the incremental sync);
+4. ``naive`` — the same pages with one ``update_or_create`` per record;
+5. ``product`` over ``--big-users`` users, for the peak RSS (streamed pages: about the same as for 100k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.sync_child import COPY_TABLE
+
+
+def reset_tables() -> None:
+    """Empty users table and cursor, empty copy table, fresh statistics: every variant starts alike."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE users_user RESTART IDENTITY CASCADE")
+        cursor.execute("TRUNCATE users_synccursor")
+        cursor.execute(f"TRUNCATE {COPY_TABLE}")
+        cursor.execute("VACUUM ANALYZE users_user")
+        cursor.execute("CHECKPOINT")
+
+
+def run_child(mode: str, *, upstream_url: str, out: Path, page_size: int, limit: int = 0) -> dict[str, Any]:
+    """Run one variant; returns its RESULT plus ``max_rss_mib`` (from the kernel's accounting)."""
+    env = common.service_env(THIRD_PARTY_USERS_URL=upstream_url)
+    argv = [
+        common.PYTHON,
+        "-m",
+        "bench.sync_child",
+        mode,
+        "--page-size",
+        str(page_size),
+        "--limit",
+        str(limit),
+    ]
+    log_path = out / f"child-{mode}-{len(list(out.glob('child-*')))}.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            argv, cwd=common.PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=log_file
+        )
+        assert proc.stdout is not None
+        stdout = proc.stdout.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    result_line = next((line for line in stdout.splitlines() if line.startswith("RESULT ")), None)
+    if proc.returncode != 0 or result_line is None:
+        raise SystemExit(f"bench: sync child {mode} failed ({proc.returncode}); see {log_path}")
+    result: dict[str, Any] = json.loads(result_line[len("RESULT ") :])
+    result["max_rss_mib"] = usage.ru_maxrss / 1024
+    result["rate"] = result["records"] / result["seconds"]
+    common.log(
+        f"{mode}: {result['records']} records in {result['seconds']:.2f} s "
+        f"({result['rate']:.0f}/s), peak RSS {result['max_rss_mib']:.0f} MiB {result.get('counts', '')}"
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument(
+        "--big-users", type=int, default=999_999, help="Users for the RSS comparison (0: skip)."
+    )
+    parser.add_argument("--naive-limit", type=int, default=0, help="Records for the naive baseline (0: all).")
+    parser.add_argument("--changed-share", type=float, default=0.01)
+    parser.add_argument("--page-size", type=int, default=500, help="As the job uses (the service default).")
+    args = parser.parse_args()
+
+    out = common.run_dir("sync")
+    common.log(f"logs in {out}")
+    common.recreate_database()
+    common.setup_django()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {COPY_TABLE} (external_id text, email text, display_name text,"
+            " updated_at timestamptz, deleted boolean)"
+        )
+    upstream, url = common.start_upstream(args.users, out=out)
+    try:
+        child = {"upstream_url": url, "out": out, "page_size": args.page_size}
+        reset_tables()
+        copy = run_child("copy", **child)
+        reset_tables()
+        first = run_child("product", **child)
+        touched = common.upstream_post(url, "/v1/_admin/touch", {"share": args.changed_share, "seed": 1})
+        incremental = run_child("product", **child)
+        reset_tables()
+        common.upstream_post(url, "/v1/_admin/reset", {})
+        naive = run_child("naive", **child, limit=args.naive_limit)
+        big = None
+        if args.big_users:
+            reset_tables()
+            common.upstream_post(url, "/v1/_admin/reset", {"users": args.big_users})
+            big = run_child("product", **child)
+    finally:
+        upstream.stop()
+
+    results = common.Results(
+        f"Benchmark 1: sync throughput ({args.users:,} upstream users, pages of {args.page_size})"
+    )
+    results.add("product first sync", f"{first['rate']:,.0f} rec/s ({first['seconds']:.1f} s)")
+    results.add("baseline (b) fetch + COPY", f"{copy['rate']:,.0f} rec/s ({copy['seconds']:.1f} s)")
+    results.add(
+        "baseline (a) naive update_or_create", f"{naive['rate']:,.0f} rec/s ({naive['records']:,} records)"
+    )
+    vs_naive = first["rate"] / naive["rate"]
+    vs_copy = first["rate"] / copy["rate"]
+    results.add("product / naive", f"{vs_naive:.1f}x", ">= 25x", vs_naive >= 25)
+    results.add("product / fetch+COPY", f"{vs_copy:.0%}", ">= 60%", vs_copy >= 0.6)
+    speedup = first["seconds"] / incremental["seconds"]
+    results.add(
+        f"incremental after {len(touched['touched']):,} changed",
+        f"{incremental['seconds']:.2f} s, {incremental['counts']['updated']:,} updated",
+    )
+    results.add("first sync / incremental", f"{speedup:.0f}x faster", ">= 20x", speedup >= 20)
+    results.add("peak RSS, 100k sync", f"{first['max_rss_mib']:.0f} MiB")
+    if big is not None:
+        growth = big["max_rss_mib"] / first["max_rss_mib"]
+        results.add(
+            f"peak RSS, {args.big_users:,} sync",
+            f"{big['max_rss_mib']:.0f} MiB ({big['rate']:,.0f} rec/s)",
+        )
+        results.add("peak RSS big / 100k", f"{growth:.2f}", "about 1 (<= 1.25)", growth <= 1.25)
+    results.note(
+        "Variants run one after another against the same demo upstream, each in its own process "
+        "from an empty table; the baselines fetch and parse with the service's own client, so the ratios "
+        "compare what is done with the pages."
+    )
+    if args.naive_limit:
+        results.note(
+            f"The naive baseline ran over the first {naive['records']:,} records only (rate compared)."
+        )
+    results.note(common.email_index_note())
+    results.print()
+
+
+if __name__ == "__main__":
+    main()
