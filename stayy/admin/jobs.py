@@ -1,22 +1,26 @@
 """Admin of the job catalog: one row per registered job, with run now, pause and resume.
 
-The actions only call the services, which queue or flag work for the leader;
-no job ever runs inside an admin request.
+The actions, the dashboard's buttons and the job page's buttons only call the
+services, which queue or flag work for the leader; no job ever runs inside an
+admin request. The dashboard's views live in :mod:`stayy.admin.dashboard`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from stayy import services
+from stayy.admin import dashboard
 from stayy.admin.common import ReadOnlyAdmin, status_badge
 from stayy.models import Job
 from stayy.repository import run_queries
@@ -63,16 +67,47 @@ class JobAdmin(ReadOnlyAdmin):
         """Run now, pause and resume: for staff who may change jobs (the pages stay read-only)."""
         return request.user.has_perm("stayy.change_job")
 
+    def get_urls(self) -> list[URLPattern]:
+        """The dashboard and its commands, before the default ``<object_id>/`` patterns."""
+
+        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+            return self.admin_site.admin_view(partial(view, self))
+
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        custom = [path("dashboard/", wrap(dashboard.dashboard_view), name=f"{prefix}_dashboard")]
+        custom += [
+            path(
+                f"dashboard/{command}/",
+                wrap(partial(dashboard.command_view, command=command)),
+                name=f"{prefix}_{command.replace('-', '_')}",
+            )
+            for command in dashboard.COMMANDS
+        ]
+        return custom + super().get_urls()
+
     @admin.action(description="Run now (on the leader)", permissions=["operate"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self.run_now_names(request, [job.name for job in queryset])
+
+    @admin.action(description="Pause", permissions=["operate"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self.pause_names(request, [job.name for job in queryset])
+
+    @admin.action(description="Resume", permissions=["operate"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self.resume_names(request, [job.name for job in queryset])
+
+    # The commands behind the actions, the dashboard's buttons and the job page's buttons.
+
+    def run_now_names(self, request: HttpRequest, names: list[str]) -> None:
         queued = []
-        for job in queryset:
+        for name in names:
             try:
-                run = services.job_request_run(name=job.name, requested_by=request.user.get_username())
+                run = services.job_request_run(name=name, requested_by=request.user.get_username())
             except registry.UnknownJob as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
-            queued.append(f"{job.name} (run {run.pk})")
+            queued.append(f"{name} (run {run.pk})")
         if queued:
             self.message_user(
                 request,
@@ -87,24 +122,22 @@ class JobAdmin(ReadOnlyAdmin):
                     messages.WARNING,
                 )
 
-    @admin.action(description="Pause", permissions=["operate"])
-    def pause(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._set_paused(request, queryset, paused=True)
+    def pause_names(self, request: HttpRequest, names: list[str]) -> None:
+        self._set_paused(request, names, paused=True)
 
-    @admin.action(description="Resume", permissions=["operate"])
-    def resume(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._set_paused(request, queryset, paused=False)
+    def resume_names(self, request: HttpRequest, names: list[str]) -> None:
+        self._set_paused(request, names, paused=False)
 
-    def _set_paused(self, request: HttpRequest, queryset: QuerySet[Job], *, paused: bool) -> None:
+    def _set_paused(self, request: HttpRequest, names: list[str], *, paused: bool) -> None:
         command = services.job_pause if paused else services.job_resume
         done = []
-        for job in queryset:
+        for name in names:
             try:
-                command(name=job.name, requested_by=request.user.get_username())
+                command(name=name, requested_by=request.user.get_username())
             except registry.UnknownJob as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
-            done.append(job.name)
+            done.append(name)
         if done:
             verb = "Paused" if paused else "Resumed"
             self.message_user(

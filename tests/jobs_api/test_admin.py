@@ -181,12 +181,13 @@ def test_run_changelist_says_when_the_count_is_capped(superuser_client, make_run
     assert "30 job runs" not in content
 
 
-def test_run_change_page_shows_summary_and_traceback(superuser_client, make_run):
+def test_run_change_page_shows_summary_traceback_and_log(superuser_client, make_run):
     run = make_run(
         status=JobRun.Status.FAILED,
         error="KeyError: 'id'",
         traceback="Traceback (most recent call last):\n  File \"<module>\", line 1\nKeyError: 'id'\n",
         summary={"processed": 2, "batch": {"size": 500}},
+        log="2025-03-01T10:00:30.001+00:00 INFO stayy.jobs: run started\n<b>not markup</b>\n",
     )
     response = superuser_client.get(reverse("admin:stayy_jobrun_change", args=[run.pk]))
     assert response.status_code == 200
@@ -194,6 +195,10 @@ def test_run_change_page_shows_summary_and_traceback(superuser_client, make_run)
     pretty = '{\n  "batch": {\n    "size": 500\n  },\n  "processed": 2\n}'.replace('"', "&quot;")
     assert f"<pre>{pretty}</pre>" in content
     assert "<pre" in content and "File &quot;&lt;module&gt;&quot;, line 1" in content
+    assert (
+        '<pre class="stayy-run-log" style="white-space:pre-wrap">'
+        "2025-03-01T10:00:30.001+00:00 INFO stayy.jobs: run started\n&lt;b&gt;not markup&lt;/b&gt;\n</pre>"
+    ) in content
     assert 'name="_save"' not in content
 
 

@@ -1,0 +1,1 @@
+"""Browser tests: the admin jobs dashboard driven in headless Chromium against a real gunicorn."""
