@@ -82,6 +82,9 @@ class JobRun(models.Model):
     error = models.TextField(blank=True, help_text="The error, or why the tick was skipped or missed.")
     traceback = models.TextField(blank=True)
     summary = models.JSONField(default=dict, blank=True)
+    log = models.TextField(
+        blank=True, help_text="The lines the run logged, capped at JOB_RUN_LOG_MAX_BYTES (the start is kept)."
+    )
 
     class Meta:
         ordering = ["-scheduled_for", "-id"]
@@ -92,10 +95,15 @@ class JobRun(models.Model):
                 name="stayy_jobrun_one_row_per_tick",
             ),
         ]
+        # The history pages filter by one of job, status or trigger (or a date range) and
+        # show the newest first: each index matches a filter plus that order exactly, so a
+        # page reads its rows straight off one index, however long the history is. The
+        # error search uses a trigram index on PostgreSQL (migration 0003; not on SQLite).
         indexes = [
-            models.Index(fields=["job_name", "-scheduled_for"], name="stayy_jobrun_job_sched"),
-            models.Index(fields=["-scheduled_for"], name="stayy_jobrun_sched"),
-            models.Index(fields=["status", "-scheduled_for"], name="stayy_jobrun_status_sched"),
+            models.Index(fields=["-scheduled_for", "-id"], name="stayy_jobrun_newest"),
+            models.Index(fields=["job_name", "-scheduled_for", "-id"], name="stayy_jobrun_job_newest"),
+            models.Index(fields=["status", "-scheduled_for", "-id"], name="stayy_jobrun_status_newest"),
+            models.Index(fields=["trigger", "-scheduled_for", "-id"], name="stayy_jobrun_trigger_newest"),
             models.Index(fields=["job_name"], condition=Q(active=True), name="stayy_jobrun_active"),
             models.Index(fields=["created_at"], condition=Q(status="queued"), name="stayy_jobrun_queued"),
         ]

@@ -128,10 +128,10 @@ class JobRunSerializer(serializers.ModelSerializer[JobRun]):
 
 
 class JobRunDetailSerializer(JobRunSerializer):
-    """One run of a job, with the traceback of its failure."""
+    """One run of a job, with the traceback of its failure and the lines it logged."""
 
     class Meta(JobRunSerializer.Meta):
-        fields = [*JobRunSerializer.Meta.fields, "traceback"]
+        fields = [*JobRunSerializer.Meta.fields, "traceback", "log"]
         read_only_fields = fields
 
 

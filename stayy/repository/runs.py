@@ -181,10 +181,12 @@ def finish(
     summary: dict[str, Any],
     error: str = "",
     exc: BaseException | None = None,
+    log: str = "",
 ) -> None:
-    """Close a run whose handler returned. A run already closed as timed out keeps its status."""
+    """Close a run whose handler returned. A run already closed as timed out keeps its status
+    (and gets the summary and the log the handler wrote until it returned)."""
     now = timezone.now()
-    fields: dict[str, Any] = {"active": False, "summary": summary}
+    fields: dict[str, Any] = {"active": False, "summary": summary, "log": log}
     closed = JobRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
         status=status,
         error=error[:ERROR_MAX_CHARS],
@@ -196,13 +198,15 @@ def finish(
         JobRun.objects.filter(pk=run.pk).update(**fields)
 
 
-def mark_timed_out(run: JobRun, *, timeout: float) -> bool:
-    """Record a run past its deadline as ``timed_out`` now; its handler may still be executing."""
+def mark_timed_out(run: JobRun, *, timeout: float, log: str = "") -> bool:
+    """Record a run past its deadline as ``timed_out`` now, with its log so far; its handler may
+    still be executing."""
     now = timezone.now()
     return bool(
         JobRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
             status=Status.TIMED_OUT,
             error=f"timed out after {timeout:g} s; cancellation requested",
+            log=log,
             **_finished_fields(run, now),
         )
     )

@@ -4,7 +4,9 @@ Scheduled ticks arrive here from the leader's executor with their scheduled
 time (APScheduler never tells a job function when it was due). Before a tick
 runs, this module records the ticks that were owed but not run (missed), skips
 the tick if the job still executes anywhere, and takes the claim: the insert
-of the run row, unique per (job, scheduled time) in the database.
+of the run row, unique per (job, scheduled time) in the database. Whatever
+a run logs in its thread is captured (:class:`~stayy.observability.logcontext.RunLog`)
+and stored with the run's outcome, and with its timeout.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
@@ -25,7 +28,7 @@ from django_apscheduler.util import close_old_connections as db_connections_chec
 from stayy.conf import stayy_settings
 from stayy.models import JobRun
 from stayy.observability import metrics
-from stayy.observability.logcontext import bind_run
+from stayy.observability.logcontext import RunLog, bind_run
 from stayy.repository import catalog, runs
 from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
 from stayy.scheduling.registry import JobSpec
@@ -135,7 +138,7 @@ def run_manual(spec: JobSpec, run_id: int) -> None:
 
 
 def _record_outcome(
-    ctx: JobContext, run: JobRun, *, status: str, error: str, exc: BaseException | None
+    ctx: JobContext, run: JobRun, *, status: str, error: str, exc: BaseException | None, log: str
 ) -> None:
     """Store how a run ended, retrying through a short database outage.
 
@@ -146,7 +149,7 @@ def _record_outcome(
     for delay in FINISH_RETRY_DELAYS:
         try:
             close_old_connections()
-            runs.finish(run, status=status, summary=summary, error=error, exc=exc)
+            runs.finish(run, status=status, summary=summary, error=error, exc=exc, log=log)
             return
         except DatabaseError as db_error:
             ctx.logger.warning("outcome %s not recorded yet (%s); retrying in %g s", status, db_error, delay)
@@ -186,6 +189,12 @@ class _ProgressSaver:
                 logger.warning("progress of run %s not saved: %s", self.run_id, exc)
 
 
+def run_log_max_bytes() -> int:
+    """``JOB_RUN_LOG_MAX_BYTES``, as parsed in ``config/settings.py``."""
+    values: dict[str, Any] = settings.STAYY
+    return int(values["RUN_LOG_MAX_BYTES"])
+
+
 def execute(
     spec: JobSpec,
     run: JobRun,
@@ -203,14 +212,16 @@ def execute(
         on_progress=_ProgressSaver(run.pk, on_progress),
     )
     timed_out = threading.Event()
+    run_log = RunLog(max_bytes=run_log_max_bytes())
 
     def on_deadline() -> None:
         timed_out.set()
         ctx.cancel(f"timed out after {spec.timeout:g} s")
+        # Logged first, so that the log stored with the timed-out run ends with it.
+        ctx.logger.warning("run timed out after %g s; cancellation requested", spec.timeout)
         try:
             close_old_connections()
-            runs.mark_timed_out(run, timeout=spec.timeout)
-            ctx.logger.warning("run timed out after %g s; cancellation requested", spec.timeout)
+            runs.mark_timed_out(run, timeout=spec.timeout, log=run_log.text())
         except DatabaseError as exc:
             ctx.logger.error("could not record the timeout: %s", exc)
         finally:
@@ -223,24 +234,25 @@ def execute(
         on_started()  # from here on, shutdown reaches this run through the tracker
     watchdog.start()
     status, error, exc_info = Status.SUCCEEDED, "", None
-    ctx.logger.info("run started (%s, scheduled for %s)", run.trigger, run.scheduled_for.isoformat())
-    try:
-        with bind_run(spec.name, run.pk):
+    # Every line logged in this thread until the handler returns is kept with the run.
+    with bind_run(spec.name, run.pk, log=run_log):
+        ctx.logger.info("run started (%s, scheduled for %s)", run.trigger, run.scheduled_for.isoformat())
+        try:
             result = spec.handler(ctx)
-        if result:
-            ctx.summary.update(result)
-    except JobSkipped as exc:
-        status, error = Status.SKIPPED, str(exc)
-    except JobCancelled as exc:
-        status, error = Status.FAILED, f"cancelled: {exc}"
-    except Exception as exc:
-        status, error, exc_info = Status.FAILED, f"{type(exc).__name__}: {exc}", exc
-    finally:
-        watchdog.cancel()
+            if result:
+                ctx.summary.update(result)
+        except JobSkipped as exc:
+            status, error = Status.SKIPPED, str(exc)
+        except JobCancelled as exc:
+            status, error = Status.FAILED, f"cancelled: {exc}"
+        except Exception as exc:
+            status, error, exc_info = Status.FAILED, f"{type(exc).__name__}: {exc}", exc
+        finally:
+            watchdog.cancel()
     if timed_out.is_set():
         status = Status.TIMED_OUT
     try:
-        _record_outcome(ctx, run, status=status, error=error, exc=exc_info)
+        _record_outcome(ctx, run, status=status, error=error, exc=exc_info, log=run_log.text())
     finally:
         tracker.unregister(run.pk)
     started_at = run.started_at

@@ -7,6 +7,7 @@ heartbeat run in threads of their own: these tests use transactional test cases.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -20,8 +21,9 @@ from django.utils import timezone
 from stayy.models import Job, JobRun
 from stayy.repository import runs
 from stayy.scheduling import JobSkipped, runner
+from stayy.scheduling.tracker import tracker
 from stayy.scheduling.triggers import fire_times
-from tests.jobs.support import grid_tick, run_rows, wait_until
+from tests.jobs.support import grid_tick, run_manage, run_rows, subprocess_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -443,3 +445,191 @@ def test_missed_ticks_are_bounded_by_the_catchup_window(make_job, settings):
     missed = run_rows(job_name=spec.name, status=Status.MISSED)
     assert 2 <= len(missed) <= 3
     assert all(timezone.now() - r.scheduled_for <= timedelta(seconds=40) for r in missed)
+
+
+# --- per-run logs ------------------------------------------------------------------------
+
+service_logger = logging.getLogger("tests.jobs.service")
+
+
+def test_lines_any_logger_writes_in_the_run_are_stored_with_it(make_job):
+    handler_running, elsewhere_logged = threading.Event(), threading.Event()
+
+    def handler(ctx):
+        ctx.logger.info("fetching page %d", 1)
+        service_logger.info("service line")
+        logging.getLogger("httpx").warning("library line")
+        handler_running.set()
+        assert elsewhere_logged.wait(10)
+        return {"pages": 1}
+
+    def elsewhere():
+        assert handler_running.wait(10)
+        service_logger.info("written by another thread meanwhile")
+        elsewhere_logged.set()
+
+    spec = make_job("tests.logging_job", handler)
+    other = threading.Thread(target=elsewhere)
+    other.start()
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.SUCCEEDED
+    other.join(10)
+    service_logger.info("written after the run")
+
+    lines = JobRun.objects.get(pk=run.pk).log.splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        f"INFO stayy.jobs: run started (command, scheduled for {run.scheduled_for.isoformat()})",
+        "INFO stayy.jobs: fetching page 1",
+        "INFO tests.jobs.service: service line",
+        "WARNING httpx: library line",
+    ]
+    # Each line starts with its UTC time.
+    assert all(line.split(" ", 1)[0].endswith("+00:00") for line in lines)
+
+
+def test_a_failed_run_keeps_its_log_and_what_it_logged_about_the_error(make_job):
+    def handler(ctx):
+        service_logger.info("about to fail")
+        try:
+            {}["id"]
+        except KeyError:
+            service_logger.exception("lookup failed")
+            raise
+
+    spec = make_job("tests.failing_logging_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.FAILED
+    row = JobRun.objects.get(pk=run.pk)
+    assert "INFO tests.jobs.service: about to fail" in row.log
+    assert "ERROR tests.jobs.service: lookup failed\nTraceback (most recent call last):" in row.log
+    assert row.error == "KeyError: 'id'" and "KeyError" in row.traceback
+
+
+def test_a_timed_out_run_stores_its_log_at_the_deadline_and_again_when_it_returns(make_job):
+    release = threading.Event()
+
+    def slow(ctx):
+        service_logger.info("first batch")
+        while not ctx.cancelled:
+            ctx.sleep(0.05)
+        release.wait(30)
+        service_logger.info("stopped after the cancellation")
+
+    spec = make_job("tests.slow_logging_job", slow, timeout=0.5)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    thread, results, errors = in_thread(runner.execute, spec, run)
+    try:
+        row = wait_until(
+            lambda: JobRun.objects.filter(pk=run.pk, status=Status.TIMED_OUT).first(),
+            timeout=10,
+            message="run never recorded as timed out",
+        )
+        assert "INFO tests.jobs.service: first batch" in row.log
+        assert row.log.rstrip().endswith(
+            "WARNING stayy.jobs: run timed out after 0.5 s; cancellation requested"
+        )
+        assert "stopped after the cancellation" not in row.log
+    finally:
+        release.set()
+        thread.join(10)
+    assert results == [Status.TIMED_OUT], errors
+    log = JobRun.objects.get(pk=run.pk).log
+    assert log.index("first batch") < log.index("run timed out") < log.index("stopped after the cancellation")
+
+
+def test_a_cancelled_run_keeps_its_log(make_job):
+    started = threading.Event()
+
+    def handler(ctx):
+        service_logger.info("batch 1 done")
+        started.set()
+        while True:
+            ctx.sleep(0.05)
+            ctx.check()
+
+    spec = make_job("tests.cancelled_logging_job", handler, timeout=60)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    thread, results, errors = in_thread(runner.execute, spec, run)
+    assert started.wait(10)
+    tracker.cancel_all("shutting down")
+    thread.join(10)
+    assert results == [Status.FAILED], errors
+    row = JobRun.objects.get(pk=run.pk)
+    assert row.error == "cancelled: shutting down"
+    assert "INFO tests.jobs.service: batch 1 done" in row.log
+
+
+def test_runs_executing_at_the_same_time_get_only_their_own_lines(make_job):
+    barrier = threading.Barrier(2)
+
+    def handler(ctx):
+        barrier.wait(10)
+        for i in range(50):
+            service_logger.info("%s line %d", ctx.job_name, i)
+            if i % 10 == 0:
+                time.sleep(0.001)  # let the other run write in between
+        barrier.wait(10)
+
+    specs = [make_job(f"tests.concurrent_logging_{n}", handler) for n in (1, 2)]
+    started = [runs.create_started(job_name=s.name, trigger=JobRun.Trigger.COMMAND) for s in specs]
+    threads = [in_thread(runner.execute, s, r) for s, r in zip(specs, started, strict=True)]
+    for thread, results, errors in threads:
+        thread.join(20)
+        assert results == [Status.SUCCEEDED], errors
+    for spec, run in zip(specs, started, strict=True):
+        lines = [
+            line for line in JobRun.objects.get(pk=run.pk).log.splitlines() if "tests.jobs.service" in line
+        ]
+        assert [line.split(": ", 1)[1] for line in lines] == [f"{spec.name} line {i}" for i in range(50)]
+
+
+@pytest.mark.sqlite
+def test_the_log_is_stored_on_sqlite_too(make_job):
+    def handler(ctx):
+        service_logger.warning("nul \x00 and non-ASCII: Grüße")
+        raise RuntimeError("boom")
+
+    spec = make_job("tests.sqlite_logging_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.FAILED
+    assert connection.vendor == "sqlite"
+    assert "WARNING tests.jobs.service: nul \ufffd and non-ASCII: Grüße" in JobRun.objects.get(pk=run.pk).log
+
+
+def test_a_nul_character_in_a_line_does_not_lose_the_log_on_postgresql(make_job):
+    def handler(ctx):
+        service_logger.warning("binary \x00 payload")
+
+    spec = make_job("tests.nul_logging_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.SUCCEEDED
+    assert "binary \ufffd payload" in JobRun.objects.get(pk=run.pk).log
+
+
+def test_the_log_of_a_run_is_capped_keeping_its_start(make_job, settings):
+    settings.STAYY = {**settings.STAYY, "RUN_LOG_MAX_BYTES": 2048}
+
+    def chatty(ctx):
+        for i in range(100):
+            service_logger.info("line %03d %s", i, "x" * 80)
+
+    spec = make_job("tests.chatty_job", chatty)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.SUCCEEDED
+    log = JobRun.objects.get(pk=run.pk).log
+    assert len(log.encode()) <= 2048
+    assert "run started" in log.splitlines()[0]
+    assert "line 000" in log and "line 099" not in log
+    note = log.splitlines()[-1]
+    assert note.startswith("[log capped at 2048 bytes (JOB_RUN_LOG_MAX_BYTES): ")
+    assert "more bytes dropped" in note
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("100", "must be at least 1024; got 100"), ("64k", "expected a whole number; got '64k'")],
+)
+def test_a_bad_run_log_cap_stops_startup_with_one_line(value, problem):
+    result = run_manage("check", env=subprocess_env(JOB_RUN_LOG_MAX_BYTES=value))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"stayy: invalid setting JOB_RUN_LOG_MAX_BYTES: {problem}"

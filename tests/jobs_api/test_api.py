@@ -239,7 +239,7 @@ def test_run_detail_adds_the_traceback(staff_client, make_run):
         summary={"processed": 3},
     )
     body = staff_client.get(f"{RUNS_URL}{run.pk}/").json()
-    assert set(body) == RUN_KEYS | {"traceback"}
+    assert set(body) == RUN_KEYS | {"traceback", "log"}
     assert body["traceback"].endswith("ValueError: bad row\n")
     assert body["summary"] == {"processed": 3}
     assert body["status"] == "failed"

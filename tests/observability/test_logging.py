@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stayy.observability.logcontext import RunContextFilter, bind_run, current_run
+from stayy.observability.logcontext import RunContextFilter, RunLog, bind_run, current_run
 from stayy.observability.logformat import JsonFormatter, PlainFormatter
 from tests.observability.support import PROJECT_DIR, child_env
 
@@ -185,3 +185,92 @@ def test_a_bad_log_format_stops_startup_with_one_line(value: str) -> None:
     assert result.stderr.strip() == (
         f"stayy: invalid setting LOG_FORMAT: expected plain or json; got {value!r}"
     )
+
+
+# --- per-run log capture -----------------------------------------------------------------
+
+
+def test_run_log_keeps_every_line_under_its_cap() -> None:
+    log = RunLog(max_bytes=1024)
+    log.append("first")
+    log.append("second")
+    assert log.text() == "first\nsecond\n"
+
+
+def test_run_log_keeps_the_start_and_says_how_much_was_dropped() -> None:
+    log = RunLog(max_bytes=1024)
+    lines = [f"{i:03d} " + "äbc" * 20 for i in range(40)]  # multi-byte characters
+    for line in lines:
+        log.append(line)
+    text = log.text()
+    total = sum(len(line.encode()) + 1 for line in lines)
+    body, note = text.removesuffix("\n").rsplit("\n", 1)
+    kept = len(body.encode()) + 1
+    dropped = int(note.split(" more bytes dropped")[0].rsplit(" ", 1)[1])
+
+    assert len(text.encode()) <= 1024
+    assert text.startswith(lines[0] + "\n" + lines[1] + "\n")
+    assert note.startswith("[log capped at 1024 bytes (JOB_RUN_LOG_MAX_BYTES): ")
+    assert kept + dropped == total
+    # The line that crossed the cap is cut on a character boundary; later lines are dropped whole.
+    last_kept = body.splitlines()[-1]
+    crossing = next(line for line in lines if line.startswith(last_kept[:4]))
+    assert crossing.startswith(last_kept) and len(last_kept) < len(crossing)
+    assert note.endswith(f"in {len(lines) - lines.index(crossing)} line(s)]")
+
+
+def test_run_log_replaces_nul_characters() -> None:
+    log = RunLog(max_bytes=1024)
+    log.append("a\x00b")
+    assert log.text() == "a\ufffdb\n"
+
+
+def test_bind_run_with_a_log_captures_every_logger_of_the_thread_and_nothing_else() -> None:
+    service = logging.getLogger("tests.observability.service")
+    library = logging.getLogger("tests.observability.library")
+    log, other_log = RunLog(max_bytes=4096), RunLog(max_bytes=4096)
+    inside, done = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        assert inside.wait(5)
+        service.warning("another thread, no run")
+        # A record that names its run is kept for it, whichever thread writes it (the watchdog does).
+        logging.LoggerAdapter(service, {"job": "x.job", "run_id": 1}).warning("named run 1")
+        logging.LoggerAdapter(service, {"job": "y.job", "run_id": 2}).warning("named run 2")
+        done.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    service.warning("before")
+    with bind_run("y.job", 2, log=other_log), bind_run("x.job", 1, log=log):
+        service.warning("service %d", 1)
+        library.error("library")
+        inside.set()
+        assert done.wait(5)
+    thread.join(5)
+    service.warning("after")
+
+    messages = [line.split(": ", 1)[1] for line in log.text().splitlines()]
+    assert messages == ["service 1", "library", "named run 1"]
+    assert [line.split(": ", 1)[1] for line in other_log.text().splitlines()] == ["named run 2"]
+    assert log.text().splitlines()[0].split(" ")[1:3] == ["WARNING", "tests.observability.service:"]
+
+
+def test_capture_survives_a_logging_reconfiguration() -> None:
+    root = logging.getLogger()
+    with bind_run("x.job", 3, log=RunLog(max_bytes=1024)):
+        pass
+    for handler in [h for h in root.handlers if type(h).__name__ == "_RunLogHandler"]:
+        root.removeHandler(handler)  # as logging.config.dictConfig would
+    log = RunLog(max_bytes=1024)
+    with bind_run("x.job", 3, log=log):
+        logging.getLogger("tests.observability.service").warning("still captured")
+    assert log.text().endswith("WARNING tests.observability.service: still captured\n")
+
+
+def test_a_run_without_an_id_captures_its_thread_too() -> None:
+    # ``runjobs --run`` style code may bind a log before the run row exists.
+    log = RunLog(max_bytes=1024)
+    with bind_run("x.job", None, log=log):
+        logging.getLogger("tests.observability.service").warning("no id yet")
+    assert log.text().endswith("WARNING tests.observability.service: no id yet\n")
