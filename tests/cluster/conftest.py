@@ -1,4 +1,4 @@
-"""Fixtures of the cluster tests: a cluster of child processes per test, a throwaway Redis.
+"""Fixtures of the cluster tests: a cluster of child processes per test.
 
 Every process a test starts is killed (with its workers) in the finalizer,
 before the test database is flushed; on failure the tail of every process's
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import Cluster, RedisServer
+from tests.cluster.harness import Cluster
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -42,14 +42,3 @@ def cluster(request: pytest.FixtureRequest, transactional_db: None, tmp_path: Pa
         cluster.kill_all()
         if request.node.stash.get(_failed, True):
             sys.stderr.write(f"--- output of the processes of {request.node.name} ---\n{cluster.logs()}\n")
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A ``redis-server`` of this test only (it may be killed and restarted on its port)."""
-    server = RedisServer(tmp_path / "redis.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()

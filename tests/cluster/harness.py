@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -29,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.utils import timezone
 
 from stayy.models import Job, JobRun, LeaderLease
@@ -200,43 +199,6 @@ class Gunicorn(ServiceProcess):
         wait_until(up, timeout=timeout, interval=0.2, message=f"{self.name} not serving:\n{self.output()}")
 
 
-class RedisServer:
-    """A throwaway ``redis-server`` on a free port; it can be killed and restarted on that port."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_path = log_path
-        self.process: ServiceProcess | None = None
-
-    def start(self) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        self.process = ServiceProcess("redis", argv, env=dict(os.environ), log_path=self.log_path)
-        wait_until(self.ping, timeout=10, message=f"redis-server not up:\n{self.process.output()}")
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process = None
-
-
 @dataclass
 class Cluster:
     """The processes of one test, all of one ``JOB_NAME``; :meth:`kill_all` runs in the finalizer."""
@@ -244,6 +206,8 @@ class Cluster:
     tmp_path: Path
     job_name: str
     exec_log: Path
+    #: Where the children store their data; empty: this test run's PostgreSQL database.
+    database_url: str = ""
     processes: list[ServiceProcess] = field(default_factory=list)
 
     def env(self, *, redis_url: str, overrides: dict[str, Any] | None = None, **extra: str) -> dict[str, str]:
@@ -256,7 +220,7 @@ class Cluster:
         env.update(
             DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
             DJANGO_DEBUG="1",
-            DATABASE_URL=database_url(),
+            DATABASE_URL=self.database_url or database_url(),
             REDIS_URL=redis_url,
             PYTHONUNBUFFERED="1",
             JOB_ENABLE="1",
@@ -313,13 +277,15 @@ class Cluster:
 # --- reading the database ---------------------------------------------------------------
 
 
-def leader_row(job_name: str) -> LeaderLease | None:
-    return LeaderLease.objects.filter(name=job_name).exclude(holder="").first()
+def leader_row(job_name: str, *, using: str = DEFAULT_DB_ALIAS) -> LeaderLease | None:
+    return LeaderLease.objects.using(using).filter(name=job_name).exclude(holder="").first()
 
 
-def live_leader_pid(job_name: str, *, other_than: Iterable[int] = ()) -> int | None:
+def live_leader_pid(
+    job_name: str, *, other_than: Iterable[int] = (), using: str = DEFAULT_DB_ALIAS
+) -> int | None:
     """The pid the lease row names, if that process is alive and not one of ``other_than``."""
-    row = leader_row(job_name)
+    row = leader_row(job_name, using=using)
     if row is None or row.pid is None or row.pid in set(other_than) or not pid_alive(row.pid):
         return None
     if row.expires_at is not None and row.expires_at < timezone.now():
@@ -327,32 +293,38 @@ def live_leader_pid(job_name: str, *, other_than: Iterable[int] = ()) -> int | N
     return row.pid
 
 
-def schedule_since(job: str) -> datetime:
-    return Job.objects.get(name=job).schedule_since
+def schedule_since(job: str, *, using: str = DEFAULT_DB_ALIAS) -> datetime:
+    since = Job.objects.using(using).get(name=job).schedule_since
+    assert since is not None, f"{job} was never scheduled"
+    return since
 
 
-def scheduled_rows(job: str, *, start: datetime, end: datetime) -> list[JobRun]:
+def scheduled_rows(
+    job: str, *, start: datetime, end: datetime, using: str = DEFAULT_DB_ALIAS
+) -> list[JobRun]:
     return list(
-        JobRun.objects.filter(
-            job_name=job, trigger="schedule", scheduled_for__gte=start, scheduled_for__lte=end
-        ).order_by("scheduled_for", "id")
+        JobRun.objects.using(using)
+        .filter(job_name=job, trigger="schedule", scheduled_for__gte=start, scheduled_for__lte=end)
+        .order_by("scheduled_for", "id")
     )
 
 
 # --- the checks -------------------------------------------------------------------------------
 
 
-def tick_accounting(job: str, *, start: datetime, end: datetime) -> tuple[list[datetime], list[datetime]]:
-    """Ticks of the interval-1 grid in ``[start, end]`` without a row, and with more than one."""
-    rows = scheduled_rows(job, start=start, end=end)
+def tick_accounting(
+    job: str, *, start: datetime, end: datetime, every: int = 1, using: str = DEFAULT_DB_ALIAS
+) -> tuple[list[datetime], list[datetime]]:
+    """Ticks of the interval-``every`` grid in ``[start, end]`` without a row, and with more than one."""
+    rows = scheduled_rows(job, start=start, end=end, using=using)
     per_tick = Counter(row.scheduled_for for row in rows)
     ticks = []
-    tick = tick_of(start)
+    tick = tick_of(start, every)
     if tick < start:
-        tick += timedelta(seconds=1)
+        tick += timedelta(seconds=every)
     while tick <= end:
         ticks.append(tick)
-        tick += timedelta(seconds=1)
+        tick += timedelta(seconds=every)
     gaps = [t for t in ticks if per_tick[t] == 0]
     duplicates = [t for t, n in per_tick.items() if n > 1]
     return gaps, duplicates
@@ -369,10 +341,12 @@ def logged_starts(records: list[dict[str, Any]], job: str) -> Counter[tuple[str,
     return starts
 
 
-def assert_executed_once_per_tick(cluster: Cluster, job: str, *, start: datetime, end: datetime) -> int:
+def assert_executed_once_per_tick(
+    cluster: Cluster, job: str, *, start: datetime, end: datetime, using: str = DEFAULT_DB_ALIAS
+) -> int:
     """Each scheduled tick in the window executed at most once, by the logs (and the exec log for
     the slow job), and exactly the ticks whose rows say they executed; returns how many executed."""
-    rows = [r for r in scheduled_rows(job, start=start, end=end) if r.status in EXECUTED]
+    rows = [r for r in scheduled_rows(job, start=start, end=end, using=using) if r.status in EXECUTED]
     row_ticks = Counter(r.scheduled_for.isoformat() for r in rows)
     started = {
         when: n

@@ -1,0 +1,1 @@
+"""Fault tests: PostgreSQL restarts, Redis outages, killed workers, against private servers."""
