@@ -105,3 +105,58 @@ def env_url(name: str, default: str = "", *, schemes: tuple[str, ...]) -> str:
     except ValueError:
         raise ConfigError(name, f"malformed port in {value!r}") from None
     return value
+
+
+_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600}
+_RATE_PERIODS |= {"hour": 3600, "d": 86400, "day": 86400}
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate such as ``10/minute``; ``off`` (or ``none``) switches the throttle off."""
+    raw = env_str(name, default)
+    if raw.lower() in ("off", "none"):
+        return None
+    count, slash, period = (part.strip().lower() for part in raw.partition("/"))
+    if not (slash and count.isdigit() and int(count) >= 1 and period in _RATE_PERIODS):
+        raise ConfigError(
+            name, f"expected requests/period such as 10/minute (period s, m, h or d) or off; got {raw!r}"
+        )
+    # DRF reads only the period's first letter; hand it the canonical form.
+    return f"{int(count)}/{period[0]}"
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """``X-Forwarded-Proto: https`` → Django's ``("HTTP_X_FORWARDED_PROTO", "https")``; unset: ``None``."""
+    raw = env_str(name)
+    if not raw:
+        return None
+    header, colon, value = raw.partition(":")
+    header, value = header.strip(), value.strip()
+    if not colon or not header or not value or not all(c.isalnum() or c == "-" for c in header):
+        raise ConfigError(name, f"expected 'Header-Name: value' like 'X-Forwarded-Proto: https'; got {raw!r}")
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def env_origins(name: str) -> list[str]:
+    """Comma-separated origins with scheme, e.g. ``https://api.example.com,https://*.example.com``."""
+    origins = env_list(name, [])
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(name, f"expected origins like https://api.example.com; got {origin!r}")
+    return origins
+
+
+def env_secret_key(name: str, *, required: bool) -> str:
+    """The secret key; when ``required`` (debug off) it must be present and look random."""
+    value = env_str(name)
+    if not required:
+        return value
+    how = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    if not value:
+        raise ConfigError(name, f"required when DJANGO_DEBUG is off; {how}")
+    # Django's own deploy check (security.W009) plus the placeholders of our docs.
+    weak = len(value) < 50 or len(set(value)) < 5 or value.startswith("django-insecure-")
+    if weak or "change-me" in value.lower():
+        raise ConfigError(name, f"not a real secret (needs 50+ random characters); {how}")
+    return value

@@ -19,6 +19,10 @@ from config.env import (
     env_int,
     env_json_object,
     env_list,
+    env_origins,
+    env_proxy_ssl_header,
+    env_rate,
+    env_secret_key,
     env_str,
     env_url,
 )
@@ -26,12 +30,33 @@ from config.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+SECRET_KEY = env_secret_key("DJANGO_SECRET_KEY", required=not DEBUG)
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ConfigError("DJANGO_SECRET_KEY", "required when DJANGO_DEBUG is off")
     SECRET_KEY = "insecure-local-development-key-only-used-with-DJANGO_DEBUG-on"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+# --- HTTPS and proxies ----------------------------------------------------------
+# Secure cookies by default without debug; the rest depends on the proxy in
+# front of gunicorn, so it is opt-in (docs/deployment.md, "HTTPS and proxies").
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# Probes and scrapers call these on the host's address over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+if SECURE_HSTS_PRELOAD and not (SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_SECONDS >= 31536000):
+    raise ConfigError(
+        "DJANGO_SECURE_HSTS_PRELOAD",
+        "preload lists need DJANGO_SECURE_HSTS_SECONDS >= 31536000 and "
+        "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS on",
+    )
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
+USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST", False)
+CSRF_TRUSTED_ORIGINS = env_origins("DJANGO_CSRF_TRUSTED_ORIGINS")
+# Proxies whose X-Forwarded-For entries are believed (client address for throttling).
+TRUSTED_PROXY_COUNT = env_int("DJANGO_TRUSTED_PROXIES", 0, minimum=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -179,6 +204,9 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    # Failed sign-ins per client address (users.throttling); on the shared cache.
+    "DEFAULT_THROTTLE_RATES": {"sign_in_failures": env_rate("AUTH_FAILURE_RATE", "10/hour")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Stayy API",
@@ -188,6 +216,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get components of their own, with what input needs (non-blank strings).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.document_error_responses",
+    ],
     # Named per model, so another app's "status" choices never collide with these.
     "ENUM_NAME_OVERRIDES": {
         "JobRunStatusEnum": "stayy.models.JobRun.Status",
@@ -203,6 +237,14 @@ SPECTACULAR_SETTINGS = {
 
 # --- Third-party user service -------------------------------------------------
 THIRD_PARTY_USERS_URL = env_url("THIRD_PARTY_USERS_URL", schemes=("http", "https"))
+THIRD_PARTY_USERS_CONNECT_TIMEOUT = env_float("THIRD_PARTY_USERS_CONNECT_TIMEOUT", 5.0, minimum=0.01)
+THIRD_PARTY_USERS_READ_TIMEOUT = env_float("THIRD_PARTY_USERS_READ_TIMEOUT", 30.0, minimum=0.01)
+# Retries of one page on connection errors, timeouts, 429 and 5xx; the waits
+# grow from BACKOFF (doubling, plus up to BACKOFF of jitter) to BACKOFF_MAX,
+# which also caps a server's Retry-After.
+THIRD_PARTY_USERS_MAX_RETRIES = env_int("THIRD_PARTY_USERS_MAX_RETRIES", 5, minimum=0)
+THIRD_PARTY_USERS_BACKOFF = env_float("THIRD_PARTY_USERS_BACKOFF", 0.5, minimum=0.0)
+THIRD_PARTY_USERS_BACKOFF_MAX = env_float("THIRD_PARTY_USERS_BACKOFF_MAX", 30.0, minimum=0.0)
 
 # --- Jobs ---------------------------------------------------------------------
 STAYY = {
@@ -214,6 +256,8 @@ STAYY = {
     "RUN_RETENTION_DAYS": env_int("JOB_RUN_RETENTION_DAYS", 14, minimum=1),
     "RUN_STALE_AFTER": env_float("JOB_RUN_STALE_AFTER", 15.0, minimum=3.0),
     "CATCHUP_WINDOW": env_float("JOB_CATCHUP_WINDOW", 3600.0, minimum=0.0),
+    # Lines a run logs are stored with it, up to this many bytes (the start is kept).
+    "RUN_LOG_MAX_BYTES": env_int("JOB_RUN_LOG_MAX_BYTES", 65536, minimum=1024),
     "REDIS_URL": REDIS_URL,
 }
 

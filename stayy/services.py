@@ -8,6 +8,7 @@ the leader applies within a second.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -111,3 +112,45 @@ def job_runs_purge(*, should_stop: Callable[[], bool] = lambda: False, batch_siz
         if batch < batch_size:
             break
     return deleted
+
+
+# --- The jobs dashboard ---
+
+
+@dataclass(frozen=True)
+class JobOverview:
+    """One job on the dashboard: its catalog row, how it fared lately and its newest runs."""
+
+    job: Job
+    stats: run_queries.RunStats
+    recent_runs: list[JobRun]  # newest first; queued requests left out
+
+    @property
+    def last_run(self) -> JobRun | None:
+        return self.recent_runs[0] if self.recent_runs else None
+
+
+@dataclass(frozen=True)
+class JobsDashboard:
+    jobs: list[JobOverview]
+    leader: LeaderLease | None
+    lease_backend: str
+    stats_window: timedelta
+
+
+def jobs_dashboard(*, chart_runs: int = 50, stats_window: timedelta = timedelta(hours=24)) -> JobsDashboard:
+    """Every registered job with its stats over ``stats_window`` and its newest ``chart_runs`` runs.
+
+    A fixed number of queries however long the run history is (one more per job
+    to make sure its catalog row exists, as :func:`job_list` does).
+    """
+    jobs = job_list()
+    names = [job.name for job in jobs]
+    stats = run_queries.run_stats(names, since=timezone.now() - stats_window)
+    recent = run_queries.recent_runs(names, limit=chart_runs)
+    return JobsDashboard(
+        jobs=[JobOverview(job=job, stats=stats[job.name], recent_runs=recent[job.name]) for job in jobs],
+        leader=leader_get(),
+        lease_backend=lease_backend(),
+        stats_window=stats_window,
+    )

@@ -13,6 +13,7 @@ from typing import cast
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
+from rest_framework.authentication import BaseAuthentication, TokenAuthentication
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -20,6 +21,7 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, Is
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
@@ -39,6 +41,7 @@ from users.serializers import (
     UserStatsSerializer,
     UserUpdateSerializer,
 )
+from users.throttling import SignInFailureThrottle
 
 SYNC_JOB_NAME = "users.sync_third_party_users"
 
@@ -59,24 +62,54 @@ def service_errors_as_400() -> Iterator[None]:
 
 
 class TokenObtainView(APIView):
-    """Exchange a username and password for the user's API token."""
+    """Exchange a username and password for the user's API token (POST), or revoke it (DELETE)."""
 
-    # Credentials travel in the body; a stale session cookie must not demand a CSRF token.
-    authentication_classes = []
-    permission_classes = [AllowAny]
+    throttle_classes = [SignInFailureThrottle]
+
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        # Sign-in: credentials travel in the body; a stale session cookie must not
+        # demand a CSRF token, nor a stale token header get in the way.
+        # Revoking: the token in the header is the one revoked.
+        return [TokenAuthentication()] if self._method() == "DELETE" else []
+
+    def get_permissions(self) -> list[BasePermission]:
+        return [IsAuthenticated()] if self._method() == "DELETE" else [AllowAny()]
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return super().get_throttles() if self._method() == "POST" else []
+
+    def _method(self) -> str:
+        # Schema generation builds the view without a request.
+        return getattr(getattr(self, "request", None), "method", "") or ""
 
     @extend_schema(
+        summary="Exchange a username and password for your API token",
         request=AuthTokenSerializer,
         responses={
             200: TokenSerializer,
             400: OpenApiResponse(description="Missing fields, or wrong credentials."),
+            429: OpenApiResponse(
+                DetailSerializer, description="Too many failed sign-ins from this address; see Retry-After."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            SignInFailureThrottle().record_failure(request, self)
+            raise ValidationError(serializer.errors)
         token = services.auth_token_obtain(user=serializer.validated_data["user"])
         return Response(TokenSerializer({"token": token}).data)
+
+    @extend_schema(
+        summary="Revoke your API token (sign out everywhere it is used)",
+        request=None,
+        responses={204: None},
+    )
+    def delete(self, request: Request) -> Response:
+        # TokenAuthentication put the caller's Token row in request.auth.
+        services.auth_token_revoke(key=request.auth.key)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(
@@ -93,9 +126,9 @@ class UserViewSet(GenericViewSet):
     search_fields = ["email", "display_name", "username"]
     ordering_fields = ["id", "email", "created_at", "updated_at"]
     ordering = ["id"]
-    # Digits only: /users/me/ and /users/stats/ never reach the detail routes,
-    # and /users/abc/ is a plain 404.
-    lookup_value_regex = r"\d+"
+    # Any segment: /users/me/, /users/stats/ and /users/sync/ are routed before the
+    # detail routes, and /users/abc/ reaches the view, which answers a JSON 404.
+    lookup_value_regex = r"[^/]+"
 
     def get_queryset(self):
         return services.user_list()
@@ -106,7 +139,7 @@ class UserViewSet(GenericViewSet):
         return [IsAdminUser()]
 
     def _user(self, pk: str) -> User:
-        user = services.user_get(user_id=int(pk))
+        user = services.user_get(user_id=int(pk)) if pk.isascii() and pk.isdigit() else None
         if user is None:
             raise NotFound("No user with this id.")
         return user

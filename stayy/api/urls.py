@@ -25,7 +25,8 @@ urlpatterns = [
         name="job-run-list",
     ),
     path(
-        "jobs/<str:job_name>/runs/<int:pk>/",
+        # Any id reaches the view: one that is not a number is a JSON 404 there, not an HTML page.
+        "jobs/<str:job_name>/runs/<str:pk>/",
         JobRunViewSet.as_view({"get": "retrieve"}),
         name="job-run-detail",
     ),

@@ -82,8 +82,9 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
     permission_classes = [IsAdminUser]
     serializer_class = JobSerializer
     lookup_field = "name"
-    # Job names contain dots (users.refresh_user_stats); DRF's default lookup rejects them.
-    lookup_value_regex = r"[\w.-]+"
+    # Job names contain dots (users.refresh_user_stats), which DRF's default lookup rejects;
+    # any segment reaches the view, and a name the registry does not know is a JSON 404.
+    lookup_value_regex = r"[^/]+"
     filter_backends: list[Any] = []
 
     @extend_schema(
@@ -174,12 +175,13 @@ class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return JobRunDetailSerializer if self.action == "retrieve" else JobRunSerializer
 
     def get_object(self) -> JobRun:
-        job_name = self.kwargs["job_name"]
+        job_name, pk = self.kwargs["job_name"], self.kwargs["pk"]
+        run_id = int(pk) if pk.isascii() and pk.isdigit() else 0  # no run has id 0
         try:
-            run = services.job_run_get(name=job_name, run_id=int(self.kwargs["pk"]))
+            run = services.job_run_get(name=job_name, run_id=run_id)
         except registry.UnknownJob as exc:
             raise NotFound(str(exc)) from None
         if run is None:
-            raise NotFound(f"job {job_name!r} has no run {self.kwargs['pk']}")
+            raise NotFound(f"job {job_name!r} has no run {pk[:40]!r}")
         self.check_object_permissions(self.request, run)
         return run

@@ -44,8 +44,13 @@ class UnknownJob(LookupError):
     """No job of that name is registered."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"unknown job {name!r}; known jobs: {', '.join(job_names()) or 'none'}")
+        super().__init__(f"unknown job {_shown(name)}; known jobs: {', '.join(job_names()) or 'none'}")
         self.name = name
+
+
+def _shown(name: str) -> str:
+    """A job name as error messages quote it: repr'd (one line), and cut if it is absurdly long."""
+    return repr(name) if len(name) <= 200 else f"{name[:200]!r}... ({len(name)} characters)"
 
 
 _declared: dict[str, JobSpec] = {}
@@ -104,7 +109,7 @@ def apply_overrides(overrides: Mapping[str, Any] | None = None) -> None:
     for name, override in overrides.items():
         if name not in _declared:
             raise ConfigError(
-                "JOB_OVERRIDES", f"unknown job {name!r}; known jobs: {', '.join(sorted(_declared))}"
+                "JOB_OVERRIDES", f"unknown job {_shown(name)}; known jobs: {', '.join(sorted(_declared))}"
             )
         try:
             effective[name] = override_spec(_declared[name], override)
@@ -123,7 +128,8 @@ def override_spec(spec: JobSpec, override: object) -> JobSpec:
     unknown = set(override) - _OVERRIDE_KEYS
     if unknown:
         allowed = ", ".join(sorted(_OVERRIDE_KEYS))
-        raise InvalidSchedule(f"unknown override key(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
+        shown = ", ".join(_shown(key) for key in sorted(unknown))
+        raise InvalidSchedule(f"unknown override key(s) {shown}; allowed: {allowed}")
     changes: dict[str, Any] = {}
     if "interval" in override or "cron" in override:
         changes["schedule"] = parse_schedule(

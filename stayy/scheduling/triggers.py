@@ -108,28 +108,57 @@ def _weekday_number(text: str, field: str) -> int:
     raise InvalidSchedule(f"bad day of week {text!r} in {field!r} (use 0-7 or sun-sat; 0 and 7 are Sunday)")
 
 
-def _fold_end(instant: datetime, tz: ZoneInfo) -> datetime:
-    """The first whole minute after ``instant`` that is not the second pass of a repeated wall time."""
-    cursor = instant.astimezone(UTC).replace(second=0, microsecond=0)
-    for _ in range(24 * 60):
-        cursor += timedelta(minutes=1)
-        if cursor.astimezone(tz).fold == 0:
-            return cursor
-    raise InvalidSchedule(f"time zone {tz} repeats wall times for over a day")
+def _apscheduler_field(field: str, low: int, high: int) -> str:
+    """Rewrite steps APScheduler refuses but crontab accepts (``1-1/1``, ``*/60``, ``5-10/20``).
+
+    Crontab reads a step larger than its range as "just the first value";
+    APScheduler raises. Anything else is passed on unchanged (and validated there).
+    """
+    items = []
+    for item in field.split(","):
+        base, slash, step_text = item.partition("/")
+        if slash and step_text.isdigit() and int(step_text) >= 1:
+            if base == "*":
+                first, last = low, high
+            else:
+                first_text, dash, last_text = base.partition("-")
+                if not first_text.isdigit() or (dash and not last_text.isdigit()):
+                    items.append(item)
+                    continue
+                first = int(first_text)
+                last = int(last_text) if dash else high
+            if low <= first <= last <= high and int(step_text) > last - first:
+                item = str(first)
+        items.append(item)
+    return ",".join(items)
+
+
+# The largest UTC offset change any time zone has made at once (a few hours); nonexistent
+# wall times of a spring-forward lie at most this far before the instants they map to.
+_MAX_SHIFT = timedelta(hours=3)
 
 
 class _DstSafeCron(CronTrigger):
-    """A cron trigger that handles the wall times a DST fall-back repeats.
+    """A crontab line in a time zone, matched against wall-clock time and mapped to instants.
 
-    APScheduler 3.11 returns the same instant forever once it is inside the
-    repeated hour. Here a job with a fixed hour skips the second pass (it
-    runs once per wall-clock time, as in Vixie cron); a job with a wildcard
-    hour runs by real time, repeating its fires of the first pass.
+    APScheduler's own trigger loses or repeats fires around DST changes (it
+    returns the same instant forever inside a repeated hour, and drops all but
+    the first of several wall times a spring-forward skips). Here the crontab
+    fields are matched on naive wall-clock times (the parent class runs in
+    UTC, which has no DST) and each match is turned into instants:
+
+    * fixed hour (``skip_repeated``): exactly one run per matching wall time;
+      a wall time the fall-back repeats runs on its first pass only, one the
+      spring-forward skips runs as far after the jump as it lay after its
+      start (02:30 in Berlin runs at 03:30 CEST), as Python's ``fold=0`` reads it;
+    * wildcard hour: by real time, as Vixie cron runs such jobs: a repeated
+      wall time runs twice, a skipped one not at all.
     """
 
-    def __init__(self, *, skip_repeated: bool, **fields: object) -> None:
-        super().__init__(**fields)  # type: ignore[arg-type]
+    def __init__(self, *, skip_repeated: bool, zone: ZoneInfo, **fields: object) -> None:
+        super().__init__(timezone=UTC, **fields)  # type: ignore[arg-type]
         self.skip_repeated = skip_repeated
+        self.zone = zone
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         start = now.astimezone(UTC)
@@ -137,35 +166,59 @@ class _DstSafeCron(CronTrigger):
             # The fire time after the previous one (APScheduler then catches up to now);
             # never the previous one again, or APScheduler loops on it forever.
             start = previous_fire_time.astimezone(UTC) + timedelta(microseconds=1)
-        candidate = self._next_from(start)
-        return None if candidate is None else candidate.astimezone(UTC)
+        return self._first_at_or_after(start)
 
-    def _next_from(self, start: datetime) -> datetime | None:
-        tz = self.timezone
-        start = start.astimezone(UTC)  # wall-clock arithmetic on aware datetimes ignores DST
-        local = start.astimezone(tz)
-        if local.fold == 1:
-            if self.skip_repeated:
-                return self._next_from(_fold_end(start, tz))
-            shift = local.replace(fold=0).utcoffset() - local.utcoffset()  # type: ignore[operator]
-            first_pass = super().get_next_fire_time(None, start - shift)
-            if first_pass is not None:
-                second_pass = first_pass.astimezone(UTC) + shift
-                if second_pass.astimezone(tz).fold == 1:
-                    return second_pass.astimezone(tz)
-            return self._next_from(_fold_end(start, tz))
-        candidate = super().get_next_fire_time(None, start)
-        if candidate is not None and self.skip_repeated and candidate.astimezone(tz).fold == 1:
-            return self._next_from(_fold_end(candidate, tz))
-        return candidate
+    def _instants(self, wall: datetime) -> list[datetime]:
+        """The instants at which the matching wall-clock time ``wall`` (naive) fires."""
+        first = wall.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+        exists = first.astimezone(self.zone).replace(tzinfo=None) == wall
+        if self.skip_repeated:
+            return [first]
+        if not exists:
+            return []
+        second = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+        return [first] if second == first else [first, second]
+
+    def _next_wall(self, wall: datetime) -> datetime | None:
+        """The first wall-clock time at or after ``wall`` (naive) that the crontab fields match."""
+        found = super().get_next_fire_time(None, wall.replace(tzinfo=UTC))
+        return None if found is None else found.replace(tzinfo=None)
+
+    def _first_at_or_after(self, start: datetime) -> datetime | None:
+        offset = start.astimezone(self.zone).utcoffset() or timedelta(0)
+        # Wall times a spring-forward skipped shortly before ``start`` map to instants after it
+        # (fixed hour); ahead of a fall-back, the second pass of earlier wall times lies after
+        # it (wildcard hour). Start the search early enough to see both.
+        back = offset - ((start - _MAX_SHIFT).astimezone(self.zone).utcoffset() or timedelta(0))
+        if not self.skip_repeated:
+            back = max(back, offset - ((start + _MAX_SHIFT).astimezone(self.zone).utcoffset() or offset))
+        wall: datetime | None = (start + offset - max(back, timedelta(0))).replace(tzinfo=None)
+        best: datetime | None = None
+        while wall is not None:
+            wall = self._next_wall(wall)
+            if wall is None:
+                break
+            instants = self._instants(wall)
+            # Both mappings grow with the wall time: once a wall's first instant is past
+            # the best candidate, no later wall can beat it.
+            bound = wall.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+            if best is not None and bound >= best:
+                break
+            for instant in instants:
+                if instant >= start and (best is None or instant < best):
+                    best = instant
+            wall += timedelta(seconds=1)
+        return best
 
     def __getstate__(self) -> dict[str, object]:
         state = super().__getstate__()
         state["skip_repeated"] = self.skip_repeated
+        state["zone"] = self.zone.key
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.skip_repeated = bool(state.pop("skip_repeated", True))
+        self.zone = ZoneInfo(str(state.pop("zone", "UTC")))
         super().__setstate__(state)
 
 
@@ -181,7 +234,9 @@ class CronSchedule:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise InvalidSchedule(f"unknown time zone {self.timezone!r}") from None
-        self.build_trigger()  # validates every field
+        trigger = self.build_trigger()  # validates every field
+        if trigger.get_next_fire_time(None, GRID_EPOCH) is None:
+            raise InvalidSchedule(f"cron {self.expression!r} never fires (no such date)")
 
     @property
     def fields(self) -> list[str]:
@@ -209,12 +264,12 @@ class CronSchedule:
             try:
                 return _DstSafeCron(
                     skip_repeated=skip_repeated,
-                    minute=minute,
-                    hour=hour,
-                    day=day_field,
-                    month=month.lower(),
+                    minute=_apscheduler_field(minute, 0, 59),
+                    hour=_apscheduler_field(hour, 0, 23),
+                    day=_apscheduler_field(day_field, 1, 31),
+                    month=_apscheduler_field(month.lower(), 1, 12),
                     day_of_week=weekday_field_,
-                    timezone=tz,
+                    zone=tz,
                 )
             except ValueError as exc:
                 raise InvalidSchedule(f"invalid cron expression {self.expression!r}: {exc}") from None

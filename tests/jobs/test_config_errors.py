@@ -23,6 +23,31 @@ BAD_SETTINGS = [
     pytest.param({"JOB_ENABLE": "maybe"}, "JOB_ENABLE", "maybe", id="job-enable"),
     pytest.param({"DATABASE_URL": "foo://x"}, "DATABASE_URL", "foo://x", id="database-url"),
     pytest.param({"JOB_LEASE_TTL": "0.5"}, "JOB_LEASE_TTL", "0.5", id="lease-ttl"),
+    pytest.param({"AUTH_FAILURE_RATE": "5/fortnight"}, "AUTH_FAILURE_RATE", "5/fortnight", id="auth-rate"),
+    pytest.param({"AUTH_FAILURE_RATE": "0/minute"}, "AUTH_FAILURE_RATE", "0/minute", id="auth-rate-zero"),
+    pytest.param(
+        {"DJANGO_SECURE_PROXY_SSL_HEADER": "https"},
+        "DJANGO_SECURE_PROXY_SSL_HEADER",
+        "X-Forwarded-Proto: https",
+        id="proxy-ssl-header",
+    ),
+    pytest.param(
+        {"DJANGO_CSRF_TRUSTED_ORIGINS": "https://ok.example.com,api.example.com"},
+        "DJANGO_CSRF_TRUSTED_ORIGINS",
+        "'api.example.com'",
+        id="csrf-origins-without-scheme",
+    ),
+    pytest.param(
+        {"DJANGO_SECURE_HSTS_SECONDS": "-1"}, "DJANGO_SECURE_HSTS_SECONDS", "-1", id="hsts-negative"
+    ),
+    pytest.param(
+        {"DJANGO_SECURE_HSTS_SECONDS": "3600", "DJANGO_SECURE_HSTS_PRELOAD": "1"},
+        "DJANGO_SECURE_HSTS_PRELOAD",
+        "31536000",
+        id="hsts-preload-too-short",
+    ),
+    pytest.param({"DJANGO_SECURE_COOKIES": "maybe"}, "DJANGO_SECURE_COOKIES", "maybe", id="secure-cookies"),
+    pytest.param({"DJANGO_TRUSTED_PROXIES": "one"}, "DJANGO_TRUSTED_PROXIES", "one", id="trusted-proxies"),
 ]
 
 
@@ -73,6 +98,30 @@ def test_manage_py_without_secret_key_when_debug_is_off():
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert_one_line_naming(result.stderr, "DJANGO_SECRET_KEY", "DJANGO_DEBUG")
+
+
+@pytest.mark.parametrize(
+    "weak_key",
+    [
+        "change-me-to-50-random-characters",  # the placeholder of docs/deployment.md
+        "short-secret",
+        "django-insecure-" + "x1y2z3" * 10,
+        "ab" * 40,  # long, but only two different characters
+    ],
+)
+def test_manage_py_refuses_a_weak_secret_key_when_debug_is_off(weak_key):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=env_with(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=weak_key),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert_one_line_naming(result.stderr, "DJANGO_SECRET_KEY", "not a real secret")
+    assert weak_key not in result.stderr  # a secret, even a bad one, is never echoed
 
 
 def test_manage_py_check_passes_with_good_settings(tmp_path):

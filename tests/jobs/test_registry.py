@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from config.env import ConfigError
 from stayy.scheduling import registry
@@ -119,3 +120,58 @@ def test_unknown_job_lookup_lists_the_known_jobs():
     with pytest.raises(registry.UnknownJob) as info:
         registry.get("nope.nope")
     assert "stayy.purge_job_runs" in str(info.value)
+
+
+# --- properties (Hypothesis) ------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+OVERRIDE_KEYS = st.sampled_from(["interval", "cron", "timezone", "enabled", "timeout", "misfire_grace"])
+PLAUSIBLE = st.dictionaries(
+    OVERRIDE_KEYS | st.text(max_size=12),
+    JSON_VALUES
+    | st.integers(-5, 100_000)
+    | st.sampled_from(["0 3 * * 0", "*/5 * * * *", "61 * * * *", "Europe/Berlin", "Nowhere/Land"]),
+    max_size=4,
+)
+
+
+# The declared job is the same for every example; the registry is restored after each.
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.dictionaries(
+        st.sampled_from([JOB, "stayy.purge_job_runs"]) | st.text(max_size=30),
+        PLAUSIBLE | JSON_VALUES,
+        max_size=3,
+    )
+)
+def test_any_json_overrides_apply_or_fail_with_a_config_error_and_change_nothing(declared, overrides):
+    before = {spec.name: spec for spec in registry.all_jobs()}
+    try:
+        registry.apply_overrides(overrides)
+    except ConfigError as exc:
+        assert exc.name == "JOB_OVERRIDES"
+        assert "\n" not in str(exc)
+        assert {spec.name: spec for spec in registry.all_jobs()} == before
+        return
+    for name, override in overrides.items():
+        spec = registry.get(name)
+        if override is None:  # null: no override
+            assert spec == registry._declared[name]
+            continue
+        if "enabled" in override:
+            assert spec.enabled is override["enabled"]
+        if "interval" in override:
+            assert spec.schedule == IntervalSchedule(override["interval"])
+    registry.apply_overrides({})

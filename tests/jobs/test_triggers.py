@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from hypothesis import given, settings, strategies as st
 
 from stayy.scheduling.triggers import (
     GRID_EPOCH,
@@ -215,6 +216,9 @@ def test_a_day_of_month_starting_with_star_restricts_together_with_the_weekday()
         ("* * * * funday", "UTC", "bad day of week 'funday'"),
         ("* * * * */0", "UTC", "bad step"),
         ("* * * * *", "Mars/Olympus_Mons", "unknown time zone 'Mars/Olympus_Mons'"),
+        ("* * * * *", "../../etc/passwd", "unknown time zone"),
+        ("0 0 30 2 *", "UTC", "never fires"),
+        ("0 0 31 4,6,9,11 *", "UTC", "never fires"),
     ],
 )
 def test_invalid_cron_raises_with_a_useful_message(expression, timezone, expected):
@@ -240,6 +244,16 @@ def test_parse_schedule_rejects(kwargs, expected):
     with pytest.raises(InvalidSchedule) as info:
         parse_schedule(**kwargs)
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("expression", "minutes"),
+    [("1-1/1 * * * *", {1}), ("*/60 * * * *", {0}), ("5-10/20 * * * *", {5}), ("50/30 * * * *", {50})],
+)
+def test_steps_longer_than_their_range_mean_the_first_value_as_in_crontab(expression, minutes):
+    times = fire_times(CronSchedule(expression), after=SUNDAY, until=SUNDAY + timedelta(hours=3), limit=100)
+    assert len(times) == 3
+    assert {t.minute for t in times} == minutes
 
 
 # --- DST -----------------------------------------------------------------------
@@ -272,6 +286,35 @@ def test_hourly_fires_once_per_real_hour_across_dst(day, real_hours):
     assert len(times) == real_hours
     assert len(set(utc_hours)) == len(utc_hours)
     assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(utc_hours))
+
+
+def local_times(expression: str, zone: str, day: tuple[int, int, int]) -> list[str]:
+    tz = ZoneInfo(zone)
+    start = datetime(*day, tzinfo=tz).astimezone(UTC) - timedelta(microseconds=1)
+    end = (datetime(*day, tzinfo=tz) + timedelta(days=1)).astimezone(UTC) - timedelta(microseconds=1)
+    times = fire_times(CronSchedule(expression, zone), after=start, until=end, limit=10_000)
+    return [t.astimezone(tz).strftime("%H:%M %Z") for t in times]
+
+
+def test_every_wall_time_a_spring_forward_skips_runs_once_after_the_jump():
+    # New York, 9 March 2025: 02:00 EST becomes 03:00 EDT. (APScheduler alone drops 02:30.)
+    assert local_times("0,30 2 * * *", "America/New_York", (2025, 3, 9)) == ["03:00 EDT", "03:30 EDT"]
+    fixed_hours = local_times("* 0-2 * * *", "America/New_York", (2025, 3, 9))
+    assert len(fixed_hours) == 180  # every wall-clock minute of 00:00-02:59 once
+    assert fixed_hours[120:] == [f"03:{m:02d} EDT" for m in range(60)]
+
+
+def test_a_half_hour_shift_skips_wildcard_hour_ticks_by_real_time():
+    # Lord Howe Island, 5 October 2025: 02:00 becomes 02:30 (a 30-minute DST shift).
+    times = local_times("*/20 * * * *", "Australia/Lord_Howe", (2025, 10, 5))
+    assert {t[3:5] for t in times} == {"00", "20", "40"}  # never at an odd minute
+    assert "02:40 +11" in times and len(times) == 3 * 24 - 2  # 02:00 and 02:20 never happen
+    # ... and fixed-hour ticks in the gap run once each, after it.
+    assert local_times("0,20,40 2 * * *", "Australia/Lord_Howe", (2025, 10, 5)) == [
+        "02:30 +11",
+        "02:40 +11",
+        "02:50 +11",
+    ]
 
 
 DRIVEN = [("0 * * * *", None), ("30 2 * * *", 1), ("*/20 * * * *", None), ("30 2 * * 0", 1)]
@@ -335,3 +378,222 @@ def test_next_fire_time_when_the_scheduler_wakes_exactly_on_the_fire_time():
     assert stock.get_next_fire_time(fire, fire) == fire + timedelta(days=1)
     ours = CronSchedule("0 3 * * *").build_trigger()
     assert ours.get_next_fire_time(fire, fire) == fire + timedelta(days=1)
+
+
+# --- properties (Hypothesis) ------------------------------------------------------
+#
+# An independent oracle: expand each crontab field into its set of values, walk every
+# wall-clock minute of the window and turn the matching ones into instants the way the
+# README promises (fixed-hour jobs once per wall time, wildcard-hour jobs by real time;
+# a wall time a spring-forward skips runs at the same offset after the jump).
+
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "Australia/Lord_Howe",  # 30-minute DST shift
+    "Asia/Kolkata",
+    "Pacific/Chatham",
+]
+# Days on which some of ZONES change their offset, plus ordinary days.
+DAYS = [
+    datetime(2025, 3, 30),
+    datetime(2025, 10, 26),
+    datetime(2025, 3, 9),
+    datetime(2025, 11, 2),
+    datetime(2025, 4, 6),
+    datetime(2025, 10, 5),
+    datetime(2025, 9, 28),
+    datetime(2024, 2, 29),
+    datetime(2025, 6, 15),
+    datetime(2026, 12, 31),
+]
+FIELD_RANGES = {"minute": (0, 59), "hour": (0, 23), "day": (1, 31), "month": (1, 12), "weekday": (0, 7)}
+
+
+@st.composite
+def cron_field(draw: st.DrawFn, field: str) -> str:
+    low, high = FIELD_RANGES[field]
+    items: list[str] = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["star", "step", "value", "range", "range-step"]))
+        if kind == "star":
+            items.append("*")
+        elif kind == "step":
+            items.append(f"*/{draw(st.integers(1, high - low + 1))}")
+        elif kind == "value":
+            items.append(str(draw(st.integers(low, high))))
+        else:
+            a = draw(st.integers(low, high))
+            b = draw(st.integers(a, high))
+            step = f"/{draw(st.integers(1, high - low + 1))}" if kind == "range-step" else ""
+            items.append(f"{a}-{b}{step}")
+    return ",".join(items)
+
+
+def expand(field: str, text: str) -> set[int]:
+    low, high = FIELD_RANGES[field]
+    values: set[int] = set()
+    for item in text.split(","):
+        base, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if base == "*":
+            first, last = low, high
+        elif "-" in base:
+            first, last = (int(part) for part in base.split("-"))
+        else:
+            first = int(base)
+            last = high if step_text else first
+        values.update(range(first, last + 1, step))
+    if field == "weekday":
+        values = {v % 7 for v in values}
+    return values
+
+
+def oracle(expression: str, zone: str, after: datetime, until: datetime) -> list[datetime]:
+    minute_f, hour_f, day_f, month_f, weekday_f = expression.split()
+    minutes, hours = expand("minute", minute_f), expand("hour", hour_f)
+    days, months, weekdays_ = expand("day", day_f), expand("month", month_f), expand("weekday", weekday_f)
+    either = not day_f.startswith("*") and not weekday_f.startswith("*")
+    by_real_time = hour_f.startswith("*")
+    tz = ZoneInfo(zone)
+    wall = (after.astimezone(tz) - timedelta(hours=3)).replace(tzinfo=None, second=0, microsecond=0)
+    wall_end = (until.astimezone(tz) + timedelta(hours=3)).replace(tzinfo=None)
+    found: set[datetime] = set()
+    while wall <= wall_end:
+        day_ok, weekday_ok = wall.day in days, (wall.weekday() + 1) % 7 in weekdays_
+        if (
+            wall.minute in minutes
+            and wall.hour in hours
+            and wall.month in months
+            and ((day_ok or weekday_ok) if either else (day_ok and weekday_ok))
+        ):
+            first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+            exists = first.astimezone(tz).replace(tzinfo=None) == wall
+            if not by_real_time:
+                instants = {first}  # one run per wall time; a skipped one read with fold=0
+            elif exists:
+                instants = {first, wall.replace(tzinfo=tz, fold=1).astimezone(UTC)}
+            else:
+                instants = set()  # by real time, a wall time that never happens does not run
+            found.update(instant for instant in instants if after < instant <= until)
+        wall += timedelta(minutes=1)
+    return sorted(found)
+
+
+@st.composite
+def cron_case(draw: st.DrawFn) -> tuple[str, str, datetime, datetime]:
+    fields = [draw(cron_field(name)) for name in ("minute", "hour", "day", "month", "weekday")]
+    # Keep day and month satisfiable often enough to see fires in a short window.
+    if draw(st.booleans()):
+        fields[2], fields[3] = "*", "*"
+    zone = draw(st.sampled_from(ZONES))
+    day = draw(st.sampled_from(DAYS))
+    start = day.replace(tzinfo=ZoneInfo(zone)) + timedelta(minutes=draw(st.integers(-180, 24 * 60)))
+    after = start.astimezone(UTC) + timedelta(microseconds=draw(st.integers(0, 59_999_999)))
+    until = after + timedelta(hours=draw(st.integers(1, 30)))
+    return " ".join(fields), zone, after, until
+
+
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
+
+
+@PROPERTY_SETTINGS
+@given(cron_case())
+def test_cron_fire_times_match_an_independent_oracle(case):
+    expression, zone, after, until = case
+    times = fire_times(CronSchedule(expression, zone), after=after, until=until, limit=100_000)
+    assert all(a < b for a, b in itertools.pairwise(times)), "fire times must strictly increase"
+    assert times == oracle(expression, zone, after, until), case
+
+
+@PROPERTY_SETTINGS
+@given(cron_case(), st.sampled_from([timedelta(0), timedelta(microseconds=1), timedelta(seconds=2)]))
+def test_the_scheduler_loop_fires_exactly_the_fire_times(case, latency):
+    expression, zone, after, until = case
+    schedule = CronSchedule(expression, zone)
+    fired = drive_like_apscheduler(schedule.build_trigger(), start=after, until=until, latency=latency)
+    expected = fire_times(schedule, after=after - timedelta(microseconds=1), until=until, limit=100_000)
+    assert fired == expected, (case, latency)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    st.integers(1, 10 * 86400),
+    st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)),
+)
+def test_interval_ticks_lie_on_one_grid_whatever_now_is(seconds, now):
+    trigger = IntervalSchedule(seconds).build_trigger()
+    first = trigger.get_next_fire_time(None, now)
+    assert first is not None
+    assert (first - GRID_EPOCH) % timedelta(seconds=seconds) == timedelta(0)
+    assert now <= first < now + timedelta(seconds=seconds)
+    times = fire_times(
+        IntervalSchedule(seconds), after=now, until=now + timedelta(seconds=seconds * 5), limit=10
+    )
+    assert all(b - a == timedelta(seconds=seconds) for a, b in itertools.pairwise(times))
+    assert len(times) == 5
+
+
+ZONE_DAYS = [("Europe/Berlin", (2025, 3, 30), 23), ("Europe/Berlin", (2025, 10, 26), 25)]
+ZONE_DAYS += [("America/New_York", (2025, 3, 9), 23), ("America/New_York", (2025, 11, 2), 25)]
+
+
+@pytest.mark.parametrize(("zone", "day", "real_hours"), ZONE_DAYS)
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
+@given(minute=st.integers(0, 59), hour=st.integers(0, 23))
+def test_daily_runs_once_and_hourly_once_per_real_hour_on_dst_days(zone, day, real_hours, minute, hour):
+    tz = ZoneInfo(zone)
+    start = datetime(*day, tzinfo=tz).astimezone(UTC) - timedelta(microseconds=1)
+    end = (datetime(*day, tzinfo=tz) + timedelta(days=1)).astimezone(UTC) - timedelta(microseconds=1)
+    daily = fire_times(CronSchedule(f"{minute} {hour} * * *", zone), after=start, until=end, limit=10)
+    assert len(daily) == 1, daily
+    hourly = fire_times(CronSchedule(f"{minute} * * * *", zone), after=start, until=end, limit=100)
+    assert len(hourly) == real_hours
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(hourly))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.lists(
+            st.sampled_from(["*", "*/0", "1-", "-1", "5", "60", "7", "8", "sun", "x", ",", "/", "1-3/2"]),
+            max_size=7,
+        ).map(" ".join),
+    ),
+    st.one_of(
+        st.none(),
+        st.text(max_size=30),
+        st.sampled_from(["UTC", "Europe/Berlin", "../etc", "/etc/localtime", ""]),
+    ),
+)
+def test_any_cron_string_and_zone_is_a_schedule_or_a_clear_error(expression, zone):
+    try:
+        schedule = parse_schedule(cron=expression, timezone=zone)
+    except InvalidSchedule as exc:
+        assert str(exc)
+        assert "\n" not in str(exc)
+        return
+    assert schedule.key.startswith("cron:")
+    schedule.describe()
+    fire_times(schedule, after=SUNDAY, until=SUNDAY + timedelta(days=2), limit=5)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(interval=JSON, cron=JSON, timezone=JSON)
+def test_any_json_schedule_fields_are_a_schedule_or_a_clear_error(interval, cron, timezone):
+    try:
+        parse_schedule(interval=interval, cron=cron, timezone=timezone)
+    except InvalidSchedule as exc:
+        assert str(exc) and "\n" not in str(exc)

@@ -77,3 +77,8 @@ def user_counts(*, day_ago: datetime, week_ago: datetime) -> dict[str, int]:
 def auth_token_for(user: User) -> str:
     token, _ = Token.objects.get_or_create(user=user)
     return token.key
+
+
+def auth_token_delete(key: str) -> None:
+    """Delete one API token; requests that present it are refused from then on."""
+    Token.objects.filter(key=key).delete()
