@@ -293,10 +293,13 @@ def live_leader_pid(
     return row.pid
 
 
-def schedule_since(job: str, *, using: str = DEFAULT_DB_ALIAS) -> datetime:
-    since = Job.objects.using(using).get(name=job).schedule_since
-    assert since is not None, f"{job} was never scheduled"
-    return since
+def schedule_since(job: str, *, using: str = DEFAULT_DB_ALIAS, timeout: float = 10) -> datetime:
+    """When the first leader scheduled ``job``; waits for it, as the lease can be taken before that."""
+    return wait_until(
+        lambda: Job.objects.using(using).filter(name=job).values_list("schedule_since", flat=True).first(),
+        timeout=timeout,
+        message=f"{job} was never scheduled",
+    )
 
 
 def scheduled_rows(

@@ -262,6 +262,10 @@ def postgres_restart(rig: Rig, *, restarts: int = 1, down: float = 0.0, workers:
         f"{len(outside)} request(s) failed outside the restart windows, e.g. "
         f"{[(a.path, a.status, a.error) for a in outside[:3]]}",
     )
+    report.check(
+        all(a.status == 503 for a in in_windows if a.status),
+        f"requests during a restart answered other than 503: {statuses(in_windows)}",
+    )
     after = [a for a in answers if windows and a.start > windows[-1][1]]
     report.check(bool(after) and all(a.ok for a in after), "requests after the last restart did not succeed")
     recoveries = report.figures["jobs resumed after (s)"]
