@@ -5,11 +5,19 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from users.repository.cache import breaker as cache_breaker
+
 
 @pytest.fixture(autouse=True)
 def fast_password_hasher(settings) -> None:
     """The production hasher takes ~0.3 s per password; the suite hashes hundreds."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def closed_cache_breaker() -> None:
+    """A test that made the cache fail must not make the next one skip it."""
+    cache_breaker.reset()
 
 
 @pytest.fixture

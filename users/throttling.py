@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from users.repository.cache import CACHE_ERRORS
+from users.repository.cache import CACHE_ERRORS, breaker
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +51,12 @@ class SignInFailureThrottle(SimpleRateThrottle):
     def _recent_failures(self, request: Request, view: Any) -> list[float] | None:
         """The failures still inside the window, newest first; ``None`` if the cache is unreachable."""
         self.key = self.get_cache_key(request, view)
+        if breaker.is_open():
+            return None
         try:
             history = self.cache.get(self.key, [])
         except CACHE_ERRORS as exc:
+            breaker.trip()
             logger.warning("sign-in throttle cache unreachable, letting the request through: %s", exc)
             return None
         self.now = self.timer()
@@ -87,4 +90,5 @@ class SignInFailureThrottle(SimpleRateThrottle):
         try:
             self.cache.set(self.key, self.history, self.window)
         except CACHE_ERRORS as exc:
+            breaker.trip()
             logger.warning("sign-in throttle cache unreachable, failure not counted: %s", exc)

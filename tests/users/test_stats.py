@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from datetime import timedelta
 
 import pytest
@@ -127,6 +129,7 @@ def test_an_entry_of_the_wrong_shape_is_a_miss():
 def test_with_redis_down_reads_miss_and_writes_are_logged(caplog):
     with caplog.at_level(logging.WARNING, logger="users.repository.cache"):
         assert stats_cache.stats_get() is None
+        stats_cache.breaker.reset()  # the read tripped it; let the write reach the dead Redis too
         assert stats_cache.stats_set({"total": 1}, timeout=60) is False
 
     messages = [record.getMessage() for record in caplog.records]
@@ -140,3 +143,49 @@ def test_with_redis_down_the_endpoint_answers_from_the_database(user_client, pop
 
     assert response.status_code == 200
     assert response.json()["total"] == 6
+
+
+@pytest.fixture
+def hung_redis():
+    """A port that accepts connections (the kernel's backlog) and never answers, like a stopped Redis."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        caches = {"default": {**DEAD_REDIS["default"], "LOCATION": f"redis://127.0.0.1:{port}/0"}}
+        with override_settings(CACHES=caches):
+            yield
+
+
+def _timed(call):
+    began = time.monotonic()
+    result = call()
+    return result, time.monotonic() - began
+
+
+def test_after_a_cache_timeout_the_cache_is_skipped_for_the_cool_down(hung_redis, caplog):
+    timeout = DEAD_REDIS["default"]["OPTIONS"]["socket_timeout"]
+    with caplog.at_level(logging.WARNING, logger="users.repository.cache"):
+        first, first_took = _timed(stats_cache.stats_get)
+        later = [_timed(stats_cache.stats_get) for _ in range(5)]
+        stored, store_took = _timed(lambda: stats_cache.stats_set({"total": 1}, timeout=60))
+
+    assert first is None
+    assert first_took >= timeout * 0.9, "the first read did not wait for Redis at all"
+    assert stored is False
+    # Skipped without a round trip: each well under the socket timeout, and only one log line.
+    assert all(value is None and took < timeout / 2 for value, took in later)
+    assert store_took < timeout / 2
+    assert len(caplog.records) == 1
+
+
+def test_the_cache_is_tried_again_after_the_cool_down(hung_redis, monkeypatch):
+    monkeypatch.setattr(stats_cache.breaker, "cool_down", 0.2)
+    timeout = DEAD_REDIS["default"]["OPTIONS"]["socket_timeout"]
+    assert stats_cache.stats_get() is None
+    assert stats_cache.breaker.is_open()
+    time.sleep(0.3)
+
+    assert not stats_cache.breaker.is_open()
+    _, took = _timed(stats_cache.stats_get)
+    assert took >= timeout * 0.9, "the cache was not tried again after the cool-down"
