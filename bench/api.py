@@ -70,7 +70,6 @@ def main() -> None:
         "endpoint (medians); gunicorn 2 workers x 4 threads, jobs off; both answer a staff token with the "
         "same 50 rows, count and links."
     )
-    results.note(common.email_index_note())
     results.print()
 
 

@@ -173,28 +173,6 @@ def setup_django(**overrides: str | None) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0, interactive=False)
-    if os.environ.get("BENCH_EMAIL_INDEX") == "1":
-        add_email_index()
-
-
-def add_email_index() -> None:
-    """The case-insensitive unique email index proposed in bench/README.md ("What limits the sync").
-
-    Only with ``BENCH_EMAIL_INDEX=1``, to measure the proposal before it is a
-    migration; results blocks say when it was there.
-    """
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE UNIQUE INDEX IF NOT EXISTS bench_users_email_lower ON users_user (lower(email))"
-        )
-
-
-def email_index_note() -> str:
-    if os.environ.get("BENCH_EMAIL_INDEX") == "1":
-        return "BENCH_EMAIL_INDEX=1: with the proposed unique index on lower(email) (not yet a migration)."
-    return "Without an index on lower(email) (the schema as migrated)."
 
 
 def staff_token() -> str:

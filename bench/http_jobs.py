@@ -128,7 +128,6 @@ def main() -> None:
     )
     if on.syncs.full_runs == 0:
         results.note("No full sync finished inside the window: make --window longer.")
-    results.note(common.email_index_note())
     results.print()
 
 

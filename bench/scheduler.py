@@ -139,7 +139,6 @@ def main() -> None:
     results.note(
         "Lateness = started_at - scheduled_for of each run row, both written by the leader on one host."
     )
-    results.note(common.email_index_note())
     results.print()
 
 

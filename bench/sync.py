@@ -152,7 +152,6 @@ def main() -> None:
         results.note(
             f"The naive baseline ran over the first {naive['records']:,} records only (rate compared)."
         )
-    results.note(common.email_index_note())
     results.print()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from stayy.scheduling import JobContext, JobSkipped, job
 from users import services
 
@@ -21,8 +23,13 @@ def sync_third_party_users(ctx: JobContext) -> dict[str, int]:
     """Mirror new, changed and deleted users of the third-party user service (THIRD_PARTY_USERS_URL)."""
     if not services.user_sync_configured():
         raise JobSkipped("THIRD_PARTY_USERS_URL is not set")
+    # Between pages the run yields to the requests this process serves
+    # (THIRD_PARTY_USERS_SYNC_PAUSE); a cancel ends that wait at once.
     counts = services.user_sync_from_upstream(
-        should_stop=lambda: ctx.cancelled, on_progress=ctx.report_progress
+        should_stop=lambda: ctx.cancelled,
+        on_progress=ctx.report_progress,
+        pause=settings.THIRD_PARTY_USERS_SYNC_PAUSE,
+        wait=ctx.sleep,
     )
     # The sync returns normally when asked to stop; this records the run as cancelled.
     ctx.check()

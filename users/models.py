@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 
 class User(AbstractUser):
@@ -32,6 +33,14 @@ class User(AbstractUser):
                 fields=["external_id"],
                 condition=Q(external_id__isnull=False),
                 name="users_user_external_id_unique",
+            ),
+            # One address per person, whatever its case: mail servers treat
+            # Ann@x.org and ann@x.org as one. Also the index of every
+            # case-insensitive email lookup (``lower(email)``).
+            models.UniqueConstraint(
+                Lower("email"),
+                name="users_user_email_ci_unique",
+                violation_error_message="A user with this email address already exists.",
             ),
         ]
         indexes = [models.Index(fields=["source", "is_active"], name="users_user_source_active")]

@@ -7,15 +7,21 @@ into its own error form. All I/O goes through :mod:`users.repository`.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
+import re
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, cast
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -196,6 +202,29 @@ _EMAIL_MAX = User._meta.get_field("email").max_length or 254
 _DISPLAY_NAME_MAX = User._meta.get_field("display_name").max_length or 150
 
 
+@functools.lru_cache(maxsize=4096)
+def _email_domain_valid(domain: str) -> bool:
+    return EmailValidator().validate_domain_part(domain)
+
+
+class _SyncEmailValidator(EmailValidator):
+    """Django's ``validate_email``, rule for rule, at a fraction of the cost for a page of records.
+
+    Its lazily compiled user regex is compiled once here (the lazy proxy cost
+    two attribute lookups per call), and each domain's verdict is kept (a feed
+    repeats few domains). The domain check took half of the validation, and
+    the validation a sixth of a first sync's time in this process (profiled).
+    """
+
+    user_regex = re.compile(EmailValidator.user_regex.pattern, EmailValidator.user_regex.flags)
+
+    def validate_domain_part(self, domain_part: str) -> bool:
+        return _email_domain_valid(domain_part)
+
+
+_sync_validate_email = _SyncEmailValidator()
+
+
 def user_sync_configured() -> bool:
     """Whether a third-party user service is configured to sync from."""
     return bool(settings.THIRD_PARTY_USERS_URL)
@@ -211,28 +240,63 @@ def user_sync_from_upstream(
     should_stop: Callable[[], bool],
     on_progress: Callable[[dict[str, int]], None] | None = None,
     page_size: int = 500,
+    pause: float = 0.0,
+    wait: Callable[[float], bool] | None = None,
 ) -> dict[str, int]:
     """Apply the upstream change feed from the stored cursor on, one page per transaction.
 
     Each page's changes and its ``next_cursor`` commit together, so stopping
     (``should_stop()`` is asked before every page and during the client's
-    retry waits) or failing between pages loses and repeats nothing. Returns
-    the counters also passed to ``on_progress`` after every page: pages,
-    created, updated, unchanged, deactivated, rejected. When any user was
-    created, updated or deactivated, the cached user stats are refreshed, also
-    if the run stops or fails after such a page. See docs/upstream.md for the
-    rules per record.
+    retry waits) or failing between pages loses and repeats nothing. The next
+    page is fetched while the current one is applied (its cursor is known as
+    soon as a page arrives); a page fetched after a stop is never applied.
+    Returns the counters also passed to ``on_progress`` after every page:
+    pages, created, updated, unchanged, deactivated, rejected. When any user
+    was created, updated or deactivated, the cached user stats are refreshed,
+    also if the run stops or fails after such a page. See docs/upstream.md for
+    the rules per record.
+
+    ``pause`` yields between pages: after a page that more pages follow, the
+    sync waits ``pause`` times as long as applying that page took (0: never),
+    so that it keeps at most ``1 / (1 + pause)`` of the time to itself. The
+    wait is ``wait(seconds)``, which returns ``True`` to stop the run (the
+    job's ``ctx.sleep``); without one, a sleep that asks ``should_stop()``
+    every 50 ms.
     """
     if not 1 <= page_size <= 1000:
         raise ValueError(f"page_size must be from 1 to 1000 (the upstream maximum), got {page_size}")
+    if pause < 0:
+        raise ValueError(f"pause must be 0 or more, got {pause}")
     counts = dict.fromkeys(SYNC_COUNTERS, 0)
     try:
-        _sync_pages(counts, should_stop=should_stop, on_progress=on_progress, page_size=page_size)
+        _sync_pages(
+            counts,
+            should_stop=should_stop,
+            on_progress=on_progress,
+            page_size=page_size,
+            pause=pause,
+            wait=wait or _sleep_unless_stopped(should_stop),
+        )
     finally:
         if counts["created"] or counts["updated"] or counts["deactivated"]:
             _sync_refresh_stats()
     sync_logger.info("upstream sync: %s", ", ".join(f"{key}={value}" for key, value in counts.items()))
     return counts
+
+
+def _sleep_unless_stopped(should_stop: Callable[[], bool]) -> Callable[[float], bool]:
+    """A ``wait(seconds)`` that ends early, returning ``True``, once ``should_stop()`` is true."""
+
+    def wait(seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not should_stop():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, upstream.STOP_POLL_SECONDS))
+        return True
+
+    return wait
 
 
 def _sync_pages(
@@ -241,33 +305,78 @@ def _sync_pages(
     should_stop: Callable[[], bool],
     on_progress: Callable[[dict[str, int]], None] | None,
     page_size: int,
+    pause: float,
+    wait: Callable[[float], bool],
 ) -> None:
-    """The page loop of :func:`user_sync_from_upstream`; adds to ``counts`` as pages commit."""
+    """The page loop of :func:`user_sync_from_upstream`; adds to ``counts`` as pages commit.
+
+    The first page is fetched here; each next one by one worker thread while
+    this one applies the current page (the client is thread-safe; the worker
+    touches no database, and runs in a copy of this thread's context
+    variables, so its log lines belong to the same job run). The worker
+    starts only after the page's cursor check passed, and is told to give up
+    (its retry waits end) and joined before this returns, whatever ends the
+    loop; its page or error is used only where the page would have been
+    fetched without it.
+    """
     cursor = sync_state.get_cursor(SYNC_CURSOR_NAME)
-    while not should_stop():
+    abandoned = threading.Event()
+
+    def prefetch_should_stop() -> bool:
+        return abandoned.is_set() or should_stop()
+
+    pending: Future[upstream.ChangesPage] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="users-sync-prefetch") as prefetcher:
         try:
-            page = upstream.fetch_changes(cursor=cursor, limit=page_size, should_stop=should_stop)
-        except upstream.UpstreamStopped:
-            break
-        with transaction.atomic():
-            if sync_state.lock_cursor(SYNC_CURSOR_NAME) != cursor:
-                sync_logger.warning("upstream sync: the cursor was moved by another sync; stopping")
-                break
-            page_counts = _sync_page(page.users, now=timezone.now())
-            if page.next_cursor != cursor:
-                sync_state.save_cursor(SYNC_CURSOR_NAME, page.next_cursor)
-        cursor = page.next_cursor
-        counts["pages"] += 1
-        for outcome, number in page_counts.items():
-            counts[outcome] += number
-        if on_progress is not None:
-            on_progress(dict(counts))
-        if not page.has_more:
-            break
-        if not page.users:
-            # Following "has_more" past an empty page would ask for the same page forever.
-            sync_logger.warning("upstream sync: empty page with has_more=true; stopping until the next run")
-            break
+            while not should_stop():
+                try:
+                    if pending is not None:
+                        page = pending.result()
+                    else:
+                        page = upstream.fetch_changes(cursor=cursor, limit=page_size, should_stop=should_stop)
+                except upstream.UpstreamStopped:
+                    break
+                pending = None
+                started = time.monotonic()
+                with transaction.atomic():
+                    if sync_state.lock_cursor(SYNC_CURSOR_NAME) != cursor:
+                        sync_logger.warning("upstream sync: the cursor was moved by another sync; stopping")
+                        break
+                    if page.has_more and page.users:
+                        # In a copy of this thread's context: what the worker logs
+                        # (retries) carries and lands in the job run's log.
+                        pending = prefetcher.submit(
+                            contextvars.copy_context().run,
+                            upstream.fetch_changes,
+                            cursor=page.next_cursor,
+                            limit=page_size,
+                            should_stop=prefetch_should_stop,
+                        )
+                    page_counts = _sync_page(page.users, now=timezone.now())
+                    if page.next_cursor != cursor:
+                        sync_state.advance_cursor(SYNC_CURSOR_NAME, page.next_cursor)
+                applied = time.monotonic() - started
+                cursor = page.next_cursor
+                counts["pages"] += 1
+                for outcome, number in page_counts.items():
+                    counts[outcome] += number
+                if on_progress is not None:
+                    on_progress(dict(counts))
+                if not page.has_more:
+                    break
+                if not page.users:
+                    # Following "has_more" past an empty page would ask for the same page forever.
+                    sync_logger.warning(
+                        "upstream sync: empty page with has_more=true; stopping until the next run"
+                    )
+                    break
+                if pause and wait(pause * applied):
+                    break
+        finally:
+            # Ends the worker's retry waits; leaving the with-block joins it.
+            abandoned.set()
+            if pending is not None:
+                pending.cancel()
 
 
 def _sync_refresh_stats() -> None:
@@ -376,7 +485,7 @@ def _sync_record_problem(record: upstream.UpstreamUser) -> str:
     if len(record.email) > _EMAIL_MAX:
         return f"email longer than {_EMAIL_MAX} characters"
     try:
-        validate_email(record.email)
+        _sync_validate_email(record.email)
     except ValidationError:
         return "invalid email"
     if record.display_name and len(record.display_name) > _DISPLAY_NAME_MAX:

@@ -16,6 +16,7 @@ DEFAULTS = {
     "THIRD_PARTY_USERS_MAX_RETRIES": 5,
     "THIRD_PARTY_USERS_BACKOFF": 0.5,
     "THIRD_PARTY_USERS_BACKOFF_MAX": 30.0,
+    "THIRD_PARTY_USERS_SYNC_PAUSE": 3.0,
 }
 
 
@@ -46,10 +47,11 @@ def test_values_from_the_environment():
         THIRD_PARTY_USERS_MAX_RETRIES="0",
         THIRD_PARTY_USERS_BACKOFF="0",
         THIRD_PARTY_USERS_BACKOFF_MAX="60",
+        THIRD_PARTY_USERS_SYNC_PAUSE="0",
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == str([2.0, 12.5, 0, 0.0, 60.0])
+    assert result.stdout.strip().splitlines()[-1] == str([2.0, 12.5, 0, 0.0, 60.0, 0.0])
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,8 @@ def test_values_from_the_environment():
         ("THIRD_PARTY_USERS_MAX_RETRIES", "2.5", "whole number"),
         ("THIRD_PARTY_USERS_BACKOFF", "-0.5", "at least 0"),
         ("THIRD_PARTY_USERS_BACKOFF_MAX", "inf", "finite"),
+        ("THIRD_PARTY_USERS_SYNC_PAUSE", "-1", "at least 0"),
+        ("THIRD_PARTY_USERS_SYNC_PAUSE", "a bit", "expected a number"),
     ],
 )
 def test_a_bad_value_stops_manage_py_with_one_line(name, value, detail):

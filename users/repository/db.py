@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Value
+from django.db.models.functions import Lower
 from rest_framework.authtoken.models import Token
 
 from users.models import User
@@ -24,8 +25,13 @@ def user_by_id(user_id: int) -> User | None:
 
 
 def email_taken(email: str, *, exclude_id: int | None = None) -> bool:
-    """Case-insensitive: mail servers treat ``Ann@x.org`` and ``ann@x.org`` as one address."""
-    query = User.objects.filter(email__iexact=email)
+    """Case-insensitive: mail servers treat ``Ann@x.org`` and ``ann@x.org`` as one address.
+
+    ``lower(email) = lower(%s)``, the expression of the unique index
+    ``users_user_email_ci_unique``, so the index answers it (``iexact`` is
+    ``UPPER(...)`` on PostgreSQL, which no index serves).
+    """
+    query = User.objects.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
     if exclude_id is not None:
         query = query.exclude(pk=exclude_id)
     return query.exists()

@@ -1,0 +1,36 @@
+"""Leave 10% of each page of the users table free (PostgreSQL only; nothing on SQLite).
+
+Sync updates change display names and timestamps, which no index covers; with
+room on the row's page PostgreSQL makes them HOT updates, which write no index
+entries. Measured on 98,000 mirrors: 980 such updates took 32-44 ms at
+fillfactor 90 (all HOT) against 84-91 ms at 100 (1% HOT), for a table 12%
+larger. It applies to pages written from now on; ``VACUUM FULL users_user``
+rewrites existing ones.
+"""
+
+from django.db import migrations
+
+
+class PostgreSQLOnlyRunSQL(migrations.RunSQL):
+    """``RunSQL`` that does nothing on other databases (storage parameters are PostgreSQL's)."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("users", "0003_user_email_ci_unique"),
+    ]
+
+    operations = [
+        PostgreSQLOnlyRunSQL(
+            sql="ALTER TABLE users_user SET (fillfactor = 90)",
+            reverse_sql="ALTER TABLE users_user RESET (fillfactor)",
+        ),
+    ]
