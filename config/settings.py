@@ -108,7 +108,7 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------
 # Persistent connections, checked before reuse: each gunicorn thread and each
 # job thread keeps one connection, so PostgreSQL needs
-# workers x (threads + running jobs + 2) connections per host.
+# workers x (threads + max(JOB_TICK_THREADS, running jobs) + 2) connections per host.
 _DEFAULT_DATABASE_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 _database_url = env_str("DATABASE_URL") or _DEFAULT_DATABASE_URL
 try:
@@ -260,6 +260,7 @@ STAYY = {
     "RUN_RETENTION_DAYS": env_int("JOB_RUN_RETENTION_DAYS", 14, minimum=1),
     "RUN_STALE_AFTER": env_float("JOB_RUN_STALE_AFTER", 15.0, minimum=3.0),
     "CATCHUP_WINDOW": env_float("JOB_CATCHUP_WINDOW", 3600.0, minimum=0.0),
+    "TICK_THREADS": env_int("JOB_TICK_THREADS", 4, minimum=1),
     # Lines a run logs are stored with it, up to this many bytes (the start is kept).
     "RUN_LOG_MAX_BYTES": env_int("JOB_RUN_LOG_MAX_BYTES", 65536, minimum=1024),
     "REDIS_URL": REDIS_URL,

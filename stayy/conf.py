@@ -51,6 +51,11 @@ class StayySettings:
         return float(self._values["CATCHUP_WINDOW"])
 
     @property
+    def tick_threads(self) -> int:
+        """Idle job threads (each with its database connection) a job server keeps for the next ticks."""
+        return int(self._values["TICK_THREADS"])
+
+    @property
     def redis_url(self) -> str:
         return str(self._values["REDIS_URL"])
 

@@ -4,8 +4,9 @@ The runner wraps each handler in :func:`bind_run`; :class:`RunContextFilter`,
 installed on the log handler in ``LOGGING``, copies the bound job name and run
 id onto every record, so a line written by any logger during the run (a
 service, the repository, a library) says which run wrote it. Context
-variables are per thread, and every run executes in its own thread, so runs
-that execute at the same time do not see each other's context.
+variables are per thread, and a job thread executes one run at a time (the
+binding is reset when the run ends, before the thread takes the next one), so
+runs that execute at the same time do not see each other's context.
 
 Given a :class:`RunLog`, :func:`bind_run` also captures those lines for the
 run (stored with it and shown on its detail page): a handler on the root

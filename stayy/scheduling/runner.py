@@ -2,9 +2,12 @@
 
 Scheduled ticks arrive here from the leader's executor with their scheduled
 time (APScheduler never tells a job function when it was due). Before a tick
-runs, this module records the ticks that were owed but not run (missed), skips
-the tick if the job still executes anywhere, and takes the claim: the insert
-of the run row, unique per (job, scheduled time) in the database. Whatever
+runs, this module reads the job's state in one statement, records the ticks
+that were owed but not run (missed), skips the tick if the job still executes
+anywhere (a run whose process stopped heartbeating does not count; the
+leader's loop closes those), and takes the claim: the insert of the run row,
+unique per (job, scheduled time) in the database. Nothing else stands between
+a due tick and its ``started_at``, which is what tick lateness measures. Whatever
 a run logs in its thread is captured (:class:`~stayy.observability.logcontext.RunLog`)
 and stored with the run's outcome, and with its timeout.
 """
@@ -29,7 +32,7 @@ from stayy.conf import stayy_settings
 from stayy.models import JobRun
 from stayy.observability import metrics
 from stayy.observability.logcontext import RunLog, bind_run
-from stayy.repository import catalog, runs
+from stayy.repository import runs
 from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
 from stayy.scheduling.registry import JobSpec
 from stayy.scheduling.tracker import tracker
@@ -65,7 +68,8 @@ def run_tick(
         if not still_leader():
             return
         now = timezone.now()
-        _record_missed_before(spec, scheduled_for, now, in_flight)
+        state = runs.tick_state(job_name=spec.name, stale_after=stayy_settings.run_stale_after)
+        _record_missed_before(spec, scheduled_for, now, state, in_flight)
         late = (now - scheduled_for).total_seconds()
         if late > spec.misfire_grace:
             if runs.record_tick(
@@ -76,14 +80,13 @@ def run_tick(
             ):
                 metrics.observe_ticks_not_run(spec.name, Status.MISSED)
             return
-        runs.reap_lost(stale_after=stayy_settings.run_stale_after)
-        other = runs.active_elsewhere(job_name=spec.name)
-        if other is not None:
+        # A run whose process stopped heartbeating does not count (the leader loop closes it as lost).
+        if state.executing is not None:
             if runs.record_tick(
                 job_name=spec.name,
                 scheduled_for=scheduled_for,
                 status=Status.SKIPPED,
-                reason=overlap_reason(other),
+                reason=overlap_reason(state.executing),
             ):
                 metrics.observe_ticks_not_run(spec.name, Status.SKIPPED)
             return
@@ -99,13 +102,15 @@ def run_tick(
 
 
 def _record_missed_before(
-    spec: JobSpec, scheduled_for: datetime, now: datetime, in_flight: Callable[[str, datetime], bool]
+    spec: JobSpec,
+    scheduled_for: datetime,
+    now: datetime,
+    state: runs.TickState,
+    in_flight: Callable[[str, datetime], bool],
 ) -> None:
     """Record as missed the ticks between the job's last recorded tick and this one."""
-    job = catalog.get(spec.name)
-    last = runs.last_scheduled_tick(job_name=spec.name)
     floor = now - timedelta(seconds=stayy_settings.catchup_window)
-    after = max(t for t in (last, job.schedule_since if job else None, floor) if t is not None)
+    after = max(t for t in (state.last_tick, state.schedule_since, floor) if t is not None)
     if after >= scheduled_for:
         return
     owed = fire_times(spec.schedule, after=after, until=scheduled_for, limit=MAX_MISSED_ROWS)

@@ -5,9 +5,12 @@ run with ``JOB_ENABLE`` on. Each is a candidate for the lease of its
 ``JOB_NAME``; the one holding it builds a fresh APScheduler scheduler for its
 term and schedules the catalog. Every tick it fires is claimed in the
 database before it runs, so even a leader that lost its lease without
-noticing cannot run a tick twice. Pause, resume and run-now are rows that the
-leader polls every half second. A leader that cannot renew its lease ends its
-term at once, well before the lease could expire.
+noticing cannot run a tick twice. Ticks and manual runs execute in the
+server's pool of long-lived threads (:mod:`stayy.scheduling.tick_pool`), which
+outlives terms and is joined at :meth:`JobServer.stop`. Pause, resume and
+run-now are rows that the leader polls every half second; the same loop closes
+the runs of lost processes, at most once a second. A leader that cannot renew
+its lease ends its term at once, well before the lease could expire.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from stayy.repository import catalog, leases, runs
 from stayy.scheduling import registry, runner
 from stayy.scheduling.executor import TickExecutor
 from stayy.scheduling.registry import JobSpec
-from stayy.scheduling.threads import spawn
+from stayy.scheduling.tick_pool import TickPool
 from stayy.scheduling.tracker import tracker
 from stayy.scheduling.triggers import fire_times
 
@@ -38,6 +41,8 @@ logger = logging.getLogger("stayy.jobs")
 
 State = Literal["candidate", "leader", "stopped"]
 CONTROL_POLL = 0.5
+#: Seconds between two searches for runs of lost processes (by the leader's loop).
+REAP_INTERVAL = 1.0
 
 
 def _never_called() -> None:  # APScheduler needs a callable; ticks go to TickExecutor.
@@ -63,10 +68,13 @@ class JobServer:
         self._valid_until = 0.0  # monotonic end of the lease as this process last renewed it
         self._next_renew = 0.0
         self._next_reap = 0.0
+        self._next_publish = 0.0
         self._problem = ""
         self._holds_lease = False  # this process took the lease and has not seen it lost
         self._inflight: dict[tuple[str, datetime], threading.Thread] = {}
         self._inflight_lock = threading.Lock()
+        self._inflight_left = threading.Condition(self._inflight_lock)
+        self.pool = TickPool(keep=stayy_settings.tick_threads)
 
     # --- lifecycle --------------------------------------------------------
     def start(self) -> None:
@@ -123,6 +131,8 @@ class JobServer:
             self._release_lease()
         started = time.monotonic()
         self._join_ticks_in_flight(grace)
+        # The loop has ended: nothing submits to the pool any more, and it takes nothing new.
+        self.pool.close()
         tracker.cancel_all("shutdown")
         if not tracker.wait_idle(max(0.0, grace - (time.monotonic() - started))):
             left = list(tracker.running())
@@ -136,6 +146,9 @@ class JobServer:
                 )
             except DatabaseError as exc:
                 logger.error("shutdown: could not record abandoned runs %s: %s", left, exc)
+        # Idle threads end at once; one whose run was abandoned above ends when its handler returns.
+        if not self.pool.join(max(0.0, grace - (time.monotonic() - started))):
+            logger.warning("shutdown: %d job thread(s) still busy after the grace", len(self.pool.threads()))
         self._release_lease()
         self.state = "stopped"
         logger.info("job server %s stopped", self.name)
@@ -177,7 +190,7 @@ class JobServer:
         rows = catalog.sync_from_specs(specs)
         scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": TickExecutor(self._on_due)},
+            executors={"default": TickExecutor(self._on_due, self.pool)},
             job_defaults={"coalesce": True, "max_instances": 1_000_000, "misfire_grace_time": None},
         )
         for spec in specs:
@@ -193,7 +206,7 @@ class JobServer:
         metrics.set_leader(self.name, True)
         self.leader_since = timezone.now()
         self._next_renew = time.monotonic() + self.ttl / 3
-        self._next_reap = 0.0
+        self._next_reap = self._next_publish = 0.0
         logger.info(
             "became leader of %s (%s lease); scheduling %d job(s)",
             self.name,
@@ -230,7 +243,7 @@ class JobServer:
                 self._spawn_tick(spec.name, owed[-1])
 
     def _spawn_tick(self, job_id: str, scheduled_for: datetime) -> None:
-        spawn(self._on_due, job_id, scheduled_for, name=f"stayy-job-{job_id}")
+        self.pool.submit(self._on_due, job_id, scheduled_for, name=f"stayy-job-{job_id}")
 
     def _on_due(self, job_id: str, scheduled_for: datetime) -> None:
         spec = self._specs.get(job_id)
@@ -255,6 +268,7 @@ class JobServer:
     def _leave_inflight(self, key: tuple[str, datetime]) -> None:
         with self._inflight_lock:
             self._inflight.pop(key, None)
+            self._inflight_left.notify_all()
 
     def _is_in_flight(self, job_id: str, scheduled_for: datetime) -> bool:
         """Whether another thread of this process is handling that tick (it will record it)."""
@@ -263,17 +277,19 @@ class JobServer:
         return thread is not None and thread is not threading.current_thread()
 
     def _join_ticks_in_flight(self, timeout: float) -> None:
-        """Wait for tick threads still on their way to a claim, so none starts after :meth:`stop`.
+        """Wait for ticks still on their way to a claim, so none starts after :meth:`stop`.
 
-        A tick leaves the in-flight set once its run is in the tracker, where shutdown cancels it.
+        A tick leaves the in-flight set once its run is in the tracker, where shutdown cancels it
+        (its thread stays in the pool, which :meth:`stop` joins later).
         """
         deadline = time.monotonic() + timeout
-        while True:
-            with self._inflight_lock:
-                threads = [t for t in self._inflight.values() if t is not threading.current_thread()]
-            if not threads or time.monotonic() >= deadline:
-                return
-            threads[0].join(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+        me = threading.current_thread()
+        with self._inflight_lock:
+            while any(thread is not me for thread in self._inflight.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._inflight_left.wait(left)
 
     # --- one turn of the leader loop -------------------------------------
     def _lead_once(self) -> None:
@@ -293,10 +309,13 @@ class JobServer:
         self._apply_pauses()
         self._start_queued_runs()
         if now >= self._next_reap:
-            self._next_reap = now + max(1.0, stayy_settings.run_stale_after / 3)
+            # Here rather than before each tick: ticks ignore runs without a fresh heartbeat.
+            self._next_reap = now + REAP_INTERVAL
             lost = runs.reap_lost(stale_after=stayy_settings.run_stale_after)
             if lost:
                 logger.warning("closed %d run(s) of lost processes as failed", lost)
+        if now >= self._next_publish:
+            self._next_publish = now + max(1.0, stayy_settings.run_stale_after / 3)
             self._publish_next_runs()
 
     def _apply_pauses(self) -> None:
@@ -322,6 +341,8 @@ class JobServer:
 
     def _start_queued_runs(self) -> None:
         for queued in runs.queued_runs():
+            if self._stop.is_set():
+                return  # a run claimed now could no longer be handed to the (closing) pool
             spec = self._specs.get(queued.job_name)
             if spec is None:
                 runs.close_queued(
@@ -330,14 +351,14 @@ class JobServer:
                     reason=f"unknown job {queued.job_name!r} on the leader",
                 )
                 continue
-            other = runs.active_elsewhere(job_name=spec.name)
+            other = runs.active_elsewhere(job_name=spec.name, stale_after=stayy_settings.run_stale_after)
             if other is not None:
                 runs.close_queued(
                     queued.pk, status=JobRun.Status.SKIPPED, reason=runner.overlap_reason(other)
                 )
                 continue
             if runs.claim_queued(queued.pk):
-                spawn(runner.run_manual, spec, queued.pk, name=f"stayy-job-{spec.name}")
+                self.pool.submit(runner.run_manual, spec, queued.pk, name=f"stayy-job-{spec.name}")
 
     def _publish_next_runs(self) -> None:
         scheduler = self._scheduler

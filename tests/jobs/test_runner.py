@@ -341,7 +341,9 @@ def test_overlap_is_skipped_with_the_reason(make_job):
     assert (other.status, other.active) == (Status.RUNNING, True)
 
 
-def test_a_run_with_a_stale_heartbeat_is_reaped_by_the_next_tick(make_job):
+def test_a_run_with_a_stale_heartbeat_does_not_block_the_next_tick(make_job):
+    """A run whose process stopped heartbeating is lost, not running: the tick runs. The leader's
+    loop closes the lost run (tests/jobs/test_server.py), not the tick: reaping is off its path."""
     handler = Calls()
     spec = make_job("tests.reaped_job", handler, misfire_grace=3600)
     long_ago = timezone.now() - timedelta(hours=1)
@@ -358,13 +360,37 @@ def test_a_run_with_a_stale_heartbeat_is_reaped_by_the_next_tick(make_job):
     )
     tick = grid_tick(60)
     runner.run_tick(spec, tick, still_leader=always_leader)
+    assert handler.count == 1
+    assert JobRun.objects.get(job_name=spec.name, scheduled_for=tick).status == Status.SUCCEEDED
+
+    assert runs.reap_lost(stale_after=60) == 1
     lost.refresh_from_db()
     assert lost.status == Status.FAILED
     assert lost.active is False
     assert lost.error == "process lost: dead-host:999999 stopped heartbeating"
     assert lost.finished_at is not None
-    assert handler.count == 1
-    assert JobRun.objects.get(job_name=spec.name, scheduled_for=tick).status == Status.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "database", [pytest.param("default"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
+)
+def test_tick_state_reads_the_schedule_start_last_tick_and_live_run_in_one_go(make_job, database):
+    spec = make_job("tests.state_job", every=60)
+    tick = grid_tick(60)
+    last = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(minutes=3))
+    state = runs.tick_state(job_name=spec.name, stale_after=15)
+    assert state.schedule_since == Job.objects.get(name=spec.name).schedule_since
+    assert state.last_tick == last.scheduled_for
+    assert state.executing is not None
+    assert (state.executing.pk, state.executing.status) == (last.pk, Status.RUNNING)
+    assert runner.overlap_reason(state.executing) == runner.overlap_reason(last)
+
+    JobRun.objects.filter(pk=last.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+    assert runs.tick_state(job_name=spec.name, stale_after=15).executing is None, "a lost run counted"
+    runs.finish(last, status=Status.SUCCEEDED, summary={})
+    assert runs.tick_state(job_name=spec.name, stale_after=15).executing is None
+    unknown = runs.tick_state(job_name="tests.not_in_the_catalog", stale_after=15)
+    assert unknown == runs.TickState(schedule_since=None, last_tick=None, executing=None)
 
 
 def test_a_live_run_keeps_its_heartbeat_and_is_not_reaped(make_job, settings):

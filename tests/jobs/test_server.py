@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from stayy import services
+from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
 from stayy.repository import runs
 from stayy.scheduling.server import JobServer
@@ -216,10 +217,11 @@ def database_sessions() -> int:
 
 
 def test_tick_threads_close_their_database_connections(make_job, overrides, start_server):
-    """A thread that ends must not leave its connection for the garbage collector to close.
+    """Sessions do not grow with the number of ticks, and none is left for the garbage collector.
 
-    The README sizes PostgreSQL for "threads + jobs running at once + 2" connections per
-    process; connections of finished tick threads must not add to that.
+    The README sizes PostgreSQL for "threads + max(JOB_TICK_THREADS, jobs running at once) + 2"
+    connections per process: a job thread keeps its connection for the next tick, ticks one
+    after another reuse it, and a thread that ends closes it.
     """
     if connection.vendor != "postgresql":
         pytest.fail("needs pg_stat_activity (PostgreSQL)")
@@ -334,3 +336,82 @@ def test_no_tick_starts_after_stop_returned(make_job, overrides, start_server, m
         f"{ran_after_stop.count(True)} tick(s) claimed and executed after stop() returned: "
         f"{[(r.scheduled_for, r.status, r.started_at) for r in scheduled()]}"
     )
+
+
+# --- the job threads ---------------------------------------------------------------------------
+
+LONG_JOB = "tests.long_job"
+
+
+def test_ticks_reuse_job_threads_and_stop_joins_them(make_job, overrides, start_server):
+    make_job(TICK_JOB, every=3600, sync=False)
+    overrides({TICK_JOB: {"interval": 1}})
+    server = start_server()
+    wait_until(lambda: len(scheduled(status=Status.SUCCEEDED)) >= 4, timeout=15)
+    threads = server.pool.threads()
+    # The catch-up tick of the new term may run beside the first scheduled one; no more.
+    assert 1 <= len(threads) <= 2, f"{len(threads)} job threads for a 1-second job: not reused"
+    server.stop(grace=5)
+    assert not server.pool.threads(), "job threads left after stop()"
+    assert not any(thread.is_alive() for thread in threads)
+    assert not server.pool.submit(lambda: None, name="stayy-job-late"), "the pool took a task after stop()"
+
+
+def test_a_long_run_does_not_hold_up_the_ticks_of_another_job(make_job, overrides, start_server):
+    release = threading.Event()
+    make_job(LONG_JOB, lambda ctx: release.wait(60) and None, every=3600, sync=False, timeout=120)
+    make_job(TICK_JOB, every=3600, sync=False)
+    overrides({LONG_JOB: {"interval": 1}, TICK_JOB: {"interval": 1}})
+    server = start_server()
+    try:
+        long_run = wait_until(
+            lambda: run_rows(job_name=LONG_JOB, status=Status.RUNNING), timeout=10, message="no long run"
+        )[0]
+        ticks = wait_until(
+            lambda: (
+                (rows := scheduled(status=Status.SUCCEEDED, scheduled_for__gt=long_run.scheduled_for))
+                and len(rows) >= 3
+                and rows
+            ),
+            timeout=10,
+            message="the 1-second job stopped ticking while the long job ran",
+        )
+        late = [(r.started_at - r.scheduled_for).total_seconds() for r in ticks]
+        assert max(late) < 1.0, f"ticks waited behind the long run: {late}"
+        assert JobRun.objects.get(pk=long_run.pk).status == Status.RUNNING
+        skipped = run_rows(job_name=LONG_JOB, status=Status.SKIPPED)
+        assert skipped and "previous run still running" in skipped[0].error
+    finally:
+        release.set()
+    server.stop(grace=5)
+    assert not server.pool.threads()
+
+
+def test_the_leader_closes_runs_of_lost_processes_about_every_second(make_job, overrides, start_server):
+    make_job(TICK_JOB, every=3600, sync=False)
+    overrides({})
+
+    def lost_run(heartbeat_age: float) -> JobRun:
+        at = timezone.now() - timedelta(seconds=heartbeat_age)
+        return JobRun.objects.create(
+            job_name=TICK_JOB,
+            scheduled_for=at,
+            trigger=JobRun.Trigger.MANUAL,
+            status=Status.RUNNING,
+            active=True,
+            started_at=at,
+            heartbeat_at=at,
+            host="dead-host",
+            pid=999999,
+        )
+
+    long_lost = lost_run(3600)
+    start_server()
+    wait_until(lambda: JobRun.objects.filter(pk=long_lost.pk, status=Status.FAILED).exists(), timeout=3)
+    # Stale one second from now: closed within the reap interval (1 s) and a loop turn after that.
+    soon_lost = lost_run(stayy_settings.run_stale_after - 1)
+    created = time.monotonic()
+    wait_until(lambda: JobRun.objects.filter(pk=soon_lost.pk, status=Status.FAILED).exists(), timeout=10)
+    assert time.monotonic() - created < 4, "lost run closed later than the reap interval allows"
+    row = JobRun.objects.get(pk=soon_lost.pk)
+    assert (row.active, row.error) == (False, "process lost: dead-host:999999 stopped heartbeating")
