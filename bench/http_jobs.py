@@ -1,6 +1,6 @@
 """Benchmark 2, HTTP cost of embedded jobs: ``GET /api/users/`` on gunicorn (2 workers), jobs off vs on.
 
-``python -m bench.http_jobs [--users 100000] [--window 60] [--capacity-seconds 15]``
+``python -m bench.http_jobs [--users 100000] [--window 120] [--capacity-seconds 15]``
 
 1. Jobs off: the capacity (wrk, closed loop), then ``--window`` seconds at half
    that rate (hey, fixed rate): p50/p99 and errors.
@@ -57,7 +57,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--window", type=int, default=60, help="Seconds at the fixed rate, per phase.")
+    parser.add_argument("--window", type=int, default=120, help="Seconds at the fixed rate, per phase.")
     parser.add_argument("--capacity-seconds", type=int, default=15)
     args = parser.parse_args()
 
