@@ -8,19 +8,9 @@ index on PostgreSQL; SQLite has no such index and skips that step.
 
 from django.db import migrations, models
 
+from stayy.migration_operations import RunSQLOnPostgreSQL
+
 ERROR_TRIGRAM_INDEX = "stayy_jobrun_error_trgm"
-
-
-class RunSQLOnPostgreSQL(migrations.RunSQL):
-    """``RunSQL`` that does nothing on other databases (the SQLite default)."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
 
 
 class Migration(migrations.Migration):

@@ -21,6 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
+from django.utils import timezone
+
+from stayy.scheduling import JobContext
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEMO_USERS = 500
@@ -92,6 +95,27 @@ def upstream_url(demo_upstream_process: str, settings: Any) -> str:
 def resize(url: str, users: int) -> None:
     """Regenerate the demo's data set with another number of users (the next test resets it)."""
     HTTP.post(f"{url}/v1/_admin/reset", json={"users": users}).raise_for_status()
+
+
+SYNC_JOB = "users.sync_third_party_users"
+
+
+def sync_job_context() -> JobContext:
+    """A context like the runner's for the sync job, outside any run row."""
+    return JobContext(
+        job_name=SYNC_JOB, run_id=None, scheduled_for=timezone.now(), trigger="test", timeout=600
+    )
+
+
+def cancel_after_first_page(ctx: JobContext, *, delay: float = 0.3) -> None:
+    """Make ``ctx`` cancel itself (``shutdown``) ``delay`` seconds after the job reports its first page."""
+    original = ctx.report_progress
+
+    def cancel_soon_after_the_first_page(values=None, /, **counters):
+        original(values, **counters)
+        threading.Timer(delay, ctx.cancel, args=("shutdown",)).start()
+
+    ctx.report_progress = cancel_soon_after_the_first_page  # type: ignore[method-assign]
 
 
 @pytest.fixture

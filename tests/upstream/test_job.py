@@ -9,30 +9,24 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
-from django.utils import timezone
 
 from stayy.models import JobRun
-from stayy.scheduling import JobCancelled, JobContext, JobSkipped, registry
+from stayy.scheduling import JobCancelled, JobSkipped, registry
 from stayy.scheduling.triggers import IntervalSchedule
 from tests.jobs.support import run_manage, run_rows, subprocess_env, wait_until
 from tests.support import PROJECT_DIR
-from tests.upstream.conftest import resize
+from tests.upstream.conftest import cancel_after_first_page, resize, sync_job_context
 from users import services
 from users.jobs import sync_third_party_users
 from users.models import SyncCursor, User
 from users.repository import sync_state, upstream
 
 JOB = "users.sync_third_party_users"
-
-
-def make_context() -> JobContext:
-    return JobContext(job_name=JOB, run_id=None, scheduled_for=timezone.now(), trigger="test", timeout=600)
 
 
 def test_the_job_is_registered_every_five_minutes_with_a_ten_minute_timeout():
@@ -47,14 +41,14 @@ def test_without_a_url_the_job_is_skipped(settings):
     settings.THIRD_PARTY_USERS_URL = ""
 
     with pytest.raises(JobSkipped, match="THIRD_PARTY_USERS_URL is not set"):
-        sync_third_party_users(make_context())
+        sync_third_party_users(sync_job_context())
 
 
 @pytest.mark.processes
 @pytest.mark.django_db
 def test_the_job_syncs_and_reports_progress(upstream_url):
     resize(upstream_url, 1200)
-    ctx = make_context()
+    ctx = sync_job_context()
 
     result = sync_third_party_users(ctx)
 
@@ -69,7 +63,7 @@ def test_the_job_syncs_and_reports_progress(upstream_url):
 @pytest.mark.django_db
 def test_a_cancelled_run_stops_between_pages_and_is_recorded_as_cancelled(upstream_url):
     resize(upstream_url, 1200)
-    ctx = make_context()
+    ctx = sync_job_context()
     original = ctx.report_progress
 
     def cancel_after_the_first_page(values=None, /, **counters):
@@ -91,14 +85,8 @@ def test_a_cancel_during_a_retry_wait_ends_the_run_promptly(upstream_url, faults
     settings.THIRD_PARTY_USERS_BACKOFF_MAX = 120
     resize(upstream_url, 1200)
     faults({"fault": "ok"}, {"fault": "throttle", "retry_after": 90})
-    ctx = make_context()
-    original = ctx.report_progress
-
-    def cancel_soon_after_the_first_page(values=None, /, **counters):
-        original(values, **counters)
-        threading.Timer(0.3, ctx.cancel, args=("shutdown",)).start()
-
-    ctx.report_progress = cancel_soon_after_the_first_page  # type: ignore[method-assign]
+    ctx = sync_job_context()
+    cancel_after_first_page(ctx)
     started = time.monotonic()
 
     with pytest.raises(JobCancelled, match="shutdown"):

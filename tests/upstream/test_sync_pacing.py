@@ -13,12 +13,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from stayy.observability.logcontext import RunLog, bind_run
-from stayy.scheduling import JobCancelled, JobContext
+from stayy.scheduling import JobCancelled
 from tests.jobs.support import wait_until
-from tests.upstream.conftest import DEMO_LIVE_USERS, resize
+from tests.upstream.conftest import DEMO_LIVE_USERS, cancel_after_first_page, resize, sync_job_context
 from users import services
 from users.jobs import sync_third_party_users
 from users.models import SyncCursor, User
@@ -268,20 +267,10 @@ def test_the_sync_email_check_agrees_with_djangos(address):
 # --- the job: THIRD_PARTY_USERS_SYNC_PAUSE through the context's cooperative sleep ---
 
 
-def make_context() -> JobContext:
-    return JobContext(
-        job_name="users.sync_third_party_users",
-        run_id=None,
-        scheduled_for=timezone.now(),
-        trigger="test",
-        timeout=600,
-    )
-
-
 def test_the_job_pauses_between_pages_with_the_context_sleep(upstream_url, settings):
     settings.THIRD_PARTY_USERS_SYNC_PAUSE = 0.5
     resize(upstream_url, 1200)
-    ctx = make_context()
+    ctx = sync_job_context()
     slept: list[float] = []
     original = ctx.sleep
 
@@ -301,14 +290,8 @@ def test_the_job_pauses_between_pages_with_the_context_sleep(upstream_url, setti
 def test_a_cancel_ends_the_jobs_pause_at_once(upstream_url, settings):
     settings.THIRD_PARTY_USERS_SYNC_PAUSE = 100_000
     resize(upstream_url, 1200)
-    ctx = make_context()
-    original = ctx.report_progress
-
-    def cancel_soon_after_the_first_page(values=None, /, **counters):
-        original(values, **counters)
-        threading.Timer(0.3, ctx.cancel, args=("shutdown",)).start()
-
-    ctx.report_progress = cancel_soon_after_the_first_page  # type: ignore[method-assign]
+    ctx = sync_job_context()
+    cancel_after_first_page(ctx)
     started = time.monotonic()
 
     with pytest.raises(JobCancelled, match="shutdown"):

@@ -10,17 +10,7 @@ rewrites existing ones.
 
 from django.db import migrations
 
-
-class PostgreSQLOnlyRunSQL(migrations.RunSQL):
-    """``RunSQL`` that does nothing on other databases (storage parameters are PostgreSQL's)."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
+from stayy.migration_operations import RunSQLOnPostgreSQL
 
 
 class Migration(migrations.Migration):
@@ -29,7 +19,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        PostgreSQLOnlyRunSQL(
+        RunSQLOnPostgreSQL(
             sql="ALTER TABLE users_user SET (fillfactor = 90)",
             reverse_sql="ALTER TABLE users_user RESET (fillfactor)",
         ),
