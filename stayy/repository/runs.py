@@ -6,16 +6,14 @@ import os
 import socket
 import traceback as traceback_module
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from stayy.models import Job, JobRun
+from stayy.models import JobRun
 
 HOST = socket.gethostname()
 ERROR_MAX_CHARS = 2000
@@ -163,71 +161,6 @@ def active_elsewhere(
     if exclude_run_id is not None:
         qs = qs.exclude(pk=exclude_run_id)
     return qs.first()
-
-
-@dataclass(frozen=True)
-class TickState:
-    """What the runner reads before it claims a tick of a job."""
-
-    #: When the job's current schedule began (ticks before it are not owed a run).
-    schedule_since: datetime | None
-    #: The newest scheduled tick of the job that has a row (run, skipped or missed).
-    last_tick: datetime | None
-    #: A run of the job still executing (with a fresh heartbeat): the tick is skipped.
-    executing: JobRun | None
-
-
-def tick_state(*, job_name: str, stale_after: float) -> TickState:
-    """The :class:`TickState` of a job, in one statement.
-
-    This is on the path of every tick, before its ``started_at``: plain SQL, as the same read
-    through the ORM took about ten times the CPU (ten ticks due at once wait for each other's).
-    """
-    run_table, job_table = (connection.ops.quote_name(m._meta.db_table) for m in (JobRun, Job))
-    trigger = connection.ops.quote_name("trigger")
-    cutoff = timezone.now() - timedelta(seconds=stale_after)
-    sql = f"""
-        SELECT
-            (SELECT schedule_since FROM {job_table} WHERE name = %s),
-            (SELECT MAX(scheduled_for) FROM {run_table} WHERE job_name = %s AND {trigger} = %s),
-            executing.id, executing.status, executing.host, executing.pid
-        FROM (SELECT 1 AS one) AS base
-        LEFT JOIN (
-            SELECT id, status, host, pid FROM {run_table}
-            WHERE job_name = %s AND active = %s AND heartbeat_at >= %s
-            ORDER BY started_at DESC LIMIT 1
-        ) AS executing ON 1 = 1
-    """
-    params: list[Any] = [
-        job_name,
-        job_name,
-        JobRun.Trigger.SCHEDULE.value,
-        job_name,
-        True,
-        connection.ops.adapt_datetimefield_value(cutoff),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        schedule_since, last_tick, run_id, status, host, pid = cursor.fetchone()
-    executing = None
-    if run_id is not None:
-        executing = JobRun(pk=run_id, job_name=job_name, status=status, host=host, pid=pid)
-    return TickState(
-        schedule_since=_read_datetime(schedule_since),
-        last_tick=_read_datetime(last_tick),
-        executing=executing,
-    )
-
-
-def _read_datetime(value: datetime | str | None) -> datetime | None:
-    """A datetime read with plain SQL: PostgreSQL returns it aware; SQLite naive in UTC, or as
-    text where the column type is lost (``MAX()``)."""
-    if value is None:
-        return None
-    parsed = value if isinstance(value, datetime) else parse_datetime(value)
-    if parsed is None:
-        raise ValueError(f"not a datetime: {value!r}")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 def last_scheduled_tick(*, job_name: str) -> datetime | None:

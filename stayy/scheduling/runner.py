@@ -1,13 +1,14 @@
 """Executing runs: the single entry point through which every run of every job goes.
 
 Scheduled ticks arrive here from the leader's executor with their scheduled
-time (APScheduler never tells a job function when it was due). Before a tick
-runs, this module reads the job's state in one statement, records the ticks
-that were owed but not run (missed), skips the tick if the job still executes
-anywhere (a run whose process stopped heartbeating does not count; the
-leader's loop closes those), and takes the claim: the insert of the run row,
-unique per (job, scheduled time) in the database. Nothing else stands between
-a due tick and its ``started_at``, which is what tick lateness measures. Whatever
+time (APScheduler never tells a job function when it was due). A tick is
+claimed in one statement (:mod:`stayy.repository.ticks`): it reads the job's
+state and, unless the job still executes anywhere (a run whose process
+stopped heartbeating does not count; the leader's loop closes those), inserts
+the run row, unique per (job, scheduled time) in the database. Nothing else
+stands between a due tick and its ``started_at``, which is what tick lateness
+measures. Then the ticks that were owed but not run are recorded as missed, and
+a tick skipped for an executing run is recorded as skipped. Whatever
 a run logs in its thread is captured (:class:`~stayy.observability.logcontext.RunLog`)
 and stored with the run's outcome, and with its timeout.
 """
@@ -32,7 +33,7 @@ from stayy.conf import stayy_settings
 from stayy.models import JobRun
 from stayy.observability import metrics
 from stayy.observability.logcontext import RunLog, bind_run
-from stayy.repository import runs
+from stayy.repository import runs, ticks
 from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
 from stayy.scheduling.registry import JobSpec
 from stayy.scheduling.tracker import tracker
@@ -65,13 +66,13 @@ def run_tick(
 ) -> None:
     """Account for every tick of ``spec`` up to ``scheduled_for`` and run that tick at most once."""
     try:
-        if not still_leader():
-            return
         now = timezone.now()
-        state = runs.tick_state(job_name=spec.name, stale_after=stayy_settings.run_stale_after)
-        _record_missed_before(spec, scheduled_for, now, state, in_flight)
         late = (now - scheduled_for).total_seconds()
+        if not still_leader():  # checked last before the first write, on each path
+            return
         if late > spec.misfire_grace:
+            state = ticks.tick_state(job_name=spec.name, stale_after=stayy_settings.run_stale_after)
+            _record_missed_before(spec, scheduled_for, now, state, in_flight)
             if runs.record_tick(
                 job_name=spec.name,
                 scheduled_for=scheduled_for,
@@ -81,20 +82,21 @@ def run_tick(
                 metrics.observe_ticks_not_run(spec.name, Status.MISSED)
             return
         # A run whose process stopped heartbeating does not count (the leader loop closes it as lost).
-        if state.executing is not None:
-            if runs.record_tick(
+        claim = ticks.claim_unless_executing(
+            job_name=spec.name, scheduled_for=scheduled_for, stale_after=stayy_settings.run_stale_after
+        )
+        _record_missed_before(spec, scheduled_for, now, claim.state, in_flight)
+        run = claim.run
+        if run is None:
+            if claim.state.executing is None:
+                logger.debug("tick %s of %s already claimed elsewhere", scheduled_for, spec.name)
+            elif runs.record_tick(
                 job_name=spec.name,
                 scheduled_for=scheduled_for,
                 status=Status.SKIPPED,
-                reason=overlap_reason(state.executing),
+                reason=overlap_reason(claim.state.executing),
             ):
                 metrics.observe_ticks_not_run(spec.name, Status.SKIPPED)
-            return
-        if not still_leader():
-            return
-        run = runs.claim_tick(job_name=spec.name, scheduled_for=scheduled_for)
-        if run is None:
-            logger.debug("tick %s of %s already claimed elsewhere", scheduled_for, spec.name)
             return
         execute(spec, run, on_started=on_started)
     except DatabaseError as exc:
@@ -105,7 +107,7 @@ def _record_missed_before(
     spec: JobSpec,
     scheduled_for: datetime,
     now: datetime,
-    state: runs.TickState,
+    state: ticks.TickState,
     in_flight: Callable[[str, datetime], bool],
 ) -> None:
     """Record as missed the ticks between the job's last recorded tick and this one."""

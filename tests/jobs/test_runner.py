@@ -19,7 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from stayy.models import Job, JobRun
-from stayy.repository import runs
+from stayy.repository import runs, ticks
 from stayy.scheduling import JobSkipped, runner
 from stayy.scheduling.tracker import tracker
 from stayy.scheduling.triggers import fire_times
@@ -248,19 +248,12 @@ def test_concurrent_claims_of_one_tick_execute_it_once_on_sqlite(make_job):
     claim_race(make_job)
 
 
-def test_not_leader_means_no_row_and_no_execution(make_job):
+@pytest.mark.parametrize("late", [False, True], ids=["on time", "past the misfire grace"])
+def test_not_leader_means_no_row_and_no_execution(make_job, late):
     handler = Calls()
-    spec = make_job("tests.ok_job", handler, misfire_grace=3600)
-    runner.run_tick(spec, grid_tick(60), still_leader=lambda: False)
-    assert handler.count == 0
-    assert run_rows(job_name=spec.name) == []
-
-
-def test_leadership_lost_just_before_the_claim_means_no_execution(make_job):
-    handler = Calls()
-    spec = make_job("tests.ok_job", handler, misfire_grace=3600)
-    answers = iter([True, False])
-    runner.run_tick(spec, grid_tick(60), still_leader=lambda: next(answers, False))
+    spec = make_job("tests.ok_job", handler, misfire_grace=5 if late else 3600)
+    tick = grid_tick(60) - timedelta(seconds=120 if late else 0)
+    runner.run_tick(spec, tick, still_leader=lambda: False)
     assert handler.count == 0
     assert run_rows(job_name=spec.name) == []
 
@@ -378,7 +371,7 @@ def test_tick_state_reads_the_schedule_start_last_tick_and_live_run_in_one_go(ma
     spec = make_job("tests.state_job", every=60)
     tick = grid_tick(60)
     last = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(minutes=3))
-    state = runs.tick_state(job_name=spec.name, stale_after=15)
+    state = ticks.tick_state(job_name=spec.name, stale_after=15)
     assert state.schedule_since == Job.objects.get(name=spec.name).schedule_since
     assert state.last_tick == last.scheduled_for
     assert state.executing is not None
@@ -386,11 +379,11 @@ def test_tick_state_reads_the_schedule_start_last_tick_and_live_run_in_one_go(ma
     assert runner.overlap_reason(state.executing) == runner.overlap_reason(last)
 
     JobRun.objects.filter(pk=last.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
-    assert runs.tick_state(job_name=spec.name, stale_after=15).executing is None, "a lost run counted"
+    assert ticks.tick_state(job_name=spec.name, stale_after=15).executing is None, "a lost run counted"
     runs.finish(last, status=Status.SUCCEEDED, summary={})
-    assert runs.tick_state(job_name=spec.name, stale_after=15).executing is None
-    unknown = runs.tick_state(job_name="tests.not_in_the_catalog", stale_after=15)
-    assert unknown == runs.TickState(schedule_since=None, last_tick=None, executing=None)
+    assert ticks.tick_state(job_name=spec.name, stale_after=15).executing is None
+    unknown = ticks.tick_state(job_name="tests.not_in_the_catalog", stale_after=15)
+    assert unknown == ticks.TickState(schedule_since=None, last_tick=None, executing=None)
 
 
 def test_a_live_run_keeps_its_heartbeat_and_is_not_reaped(make_job, settings):

@@ -1,0 +1,79 @@
+"""The claim of a scheduled tick (``stayy.repository.ticks``): one statement on PostgreSQL
+that reads the job's state and inserts the run row unless a run of the job still executes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.forms.models import model_to_dict
+from django.utils import timezone
+
+from stayy.models import JobRun
+from stayy.repository import runs, ticks
+from tests.jobs.support import grid_tick
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = JobRun.Status
+BOTH = pytest.mark.parametrize(
+    "database", [pytest.param("postgresql"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
+)
+SAME_FIELDS = ["job_name", "trigger", "status", "active", "host", "pid", "requested_by", "error"]
+SAME_FIELDS += ["traceback", "summary", "log", "finished_at", "duration_ms"]
+
+
+def claim(job_name: str, tick, stale_after: float = 15) -> ticks.Claim:
+    return ticks.claim_unless_executing(job_name=job_name, scheduled_for=tick, stale_after=stale_after)
+
+
+@BOTH
+def test_the_claimed_row_is_the_row_the_orm_writes(make_job, database):
+    spec = make_job("tests.claimed_job", every=60)
+    tick = grid_tick(60)
+    by_orm = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(minutes=1))
+    # Its process stopped heartbeating: it does not block the claim.
+    JobRun.objects.filter(pk=by_orm.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+
+    claimed = claim(spec.name, tick).run
+    assert claimed is not None
+    stored = JobRun.objects.get(pk=claimed.pk)
+    orm_row = JobRun.objects.get(pk=by_orm.pk)
+    assert model_to_dict(stored, fields=SAME_FIELDS) == model_to_dict(orm_row, fields=SAME_FIELDS)
+    assert stored.scheduled_for == tick
+    assert stored.started_at == stored.created_at == stored.heartbeat_at == claimed.started_at
+    # The returned object stands for the stored row (the runner finishes it without reading it).
+    assert model_to_dict(claimed) == model_to_dict(stored)
+    runs.finish(claimed, status=Status.SUCCEEDED, summary={"n": 1})
+    stored.refresh_from_db()
+    assert (stored.status, stored.active, stored.summary) == (Status.SUCCEEDED, False, {"n": 1})
+
+
+@BOTH
+def test_the_state_is_read_from_before_the_claim_and_an_executing_run_blocks_it(make_job, database):
+    spec = make_job("tests.claimed_job", every=60)
+    tick = grid_tick(60)
+    first = claim(spec.name, tick - timedelta(minutes=1))
+    assert first.run is not None
+    assert first.state.last_tick is None
+    assert first.state.schedule_since is not None
+    assert first.state.executing is None
+
+    blocked = claim(spec.name, tick)
+    assert blocked.run is None
+    assert blocked.state.last_tick == tick - timedelta(minutes=1)
+    assert blocked.state.executing is not None
+    assert blocked.state.executing.pk == first.run.pk
+    assert not JobRun.objects.filter(job_name=spec.name, scheduled_for=tick).exists()
+
+    # A run whose process stopped heartbeating does not block the next tick.
+    JobRun.objects.filter(pk=first.run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+    taken = claim(spec.name, tick)
+    assert taken.run is not None and taken.state.executing is None
+    runs.finish(taken.run, status=Status.SUCCEEDED, summary={})
+
+    # The same tick again: nothing executes, and the row exists: not claimed, not skipped.
+    again = claim(spec.name, tick)
+    assert again.run is None and again.state.executing is None
+    assert again.state.last_tick == tick
+    assert JobRun.objects.filter(job_name=spec.name, scheduled_for=tick).count() == 1
