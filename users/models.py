@@ -15,7 +15,9 @@ class User(AbstractUser):
         LOCAL = "local", "local"
         THIRD_PARTY = "third_party", "third party"
 
-    email = models.EmailField(unique=True)
+    # Unique case-insensitively (the constraint below), which also covers exact duplicates: a
+    # second, case-sensitive unique index would only cost every insert (a sync writes thousands).
+    email = models.EmailField()
     display_name = models.CharField(max_length=150, blank=True)
     # NULL, not "", for "no upstream id": the unique constraint must not see local users as equal.
     external_id = models.CharField(  # noqa: DJ001

@@ -3,7 +3,8 @@
 Every write here is limited to ``source = third_party`` rows, so even a wrong
 decision upstream of this module cannot change a local account.
 
-A page costs a fixed number of statements, whatever its size: one lookup,
+A page costs a fixed number of statements, whatever its size: one lookup
+(which also sets the planner for the page's transaction),
 the email changes one by one (they must keep the feed's order for the unique
 email), one ``UPDATE`` for every other change, and one ``COPY`` of the new
 mirrors on PostgreSQL (``bulk_create`` elsewhere). Keys and changed rows
@@ -12,6 +13,7 @@ travel as one JSON parameter, new rows as ``COPY`` text built here.
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 from collections.abc import Collection
@@ -26,14 +28,15 @@ from django.db.models.functions import Lower
 
 from users.models import User
 
+# The planner settings of a page's transaction (SET LOCAL: they end with it),
+# sent with the page's lookup (:func:`page_state`), which comes first in it.
+#
 # Every statement of a page looks rows up by unique keys: a few cached index
 # pages per key. With the default random_page_cost (4, meant for spinning
 # disks) and a table that autovacuum has not analyzed yet (while a first sync
 # fills it), the planner prices 500 such lookups above a sequential scan and
-# scans: 30-50 ms a page at 50,000 users instead of 2-6 (measured). These set
-# the SSD value around those statements only (SET LOCAL: the page's transaction).
-STEER_TO_INDEXES = "SET LOCAL random_page_cost = 1.1"
-STEER_RESET = "SET LOCAL random_page_cost TO DEFAULT"
+# scans: 30-50 ms a page at 50,000 users instead of 2-6 (measured).
+#
 # The batched UPDATE joins at most a page of rows to users by primary key. On
 # a table not analyzed yet (an incremental run right after a first sync) the
 # planner took the users table for a few rows and hashed all 98,000 mirrors
@@ -41,14 +44,11 @@ STEER_RESET = "SET LOCAL random_page_cost TO DEFAULT"
 # A nested loop over the primary key is right for any page, so it is the only
 # join this statement may use, and its source condition is written so that no
 # index matches it (else the loop scanned the source index for each row: 4 s).
-# Each line is one round trip (several statements).
-STEER_UPDATE = (
+# No other statement of a page joins.
+STEER_PAGE = (
     "SET LOCAL random_page_cost = 1.1; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
 )
-STEER_UPDATE_RESET = (
-    "SET LOCAL random_page_cost TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT;"
-    " SET LOCAL enable_mergejoin TO DEFAULT"
-)
+STEER_STATEMENTS = STEER_PAGE.count(";") + 1
 
 
 @dataclass
@@ -106,6 +106,10 @@ def page_state(
 ) -> PageState:
     """The state a page's decisions need, in one round trip on PostgreSQL.
 
+    It is the first statement of the page's transaction, and sets the planner
+    for the rest of it (``STEER_PAGE``): :func:`page_apply` follows in the same
+    transaction.
+
     ``email_owners`` maps a lower-cased email to the ids of the users holding
     it, for the lower-cased ``emails``: case-insensitive like the rest of the
     app (``db.email_taken``), since mail servers treat ``Ann@x.org`` and
@@ -147,11 +151,11 @@ def _page_rows_postgresql(external_ids: list[str], emails: list[str], usernames:
         f" WHERE {col['username']} = {keys(2)}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(STEER_TO_INDEXES)
-        cursor.execute(sql, {"keys": json.dumps([external_ids, emails, usernames])})
-        rows = cursor.fetchall()
-        cursor.execute(STEER_RESET)
-        return rows
+        # Several statements in one round trip (Django's psycopg cursor binds on the client).
+        cursor.execute(f"{STEER_PAGE}; {sql}", {"keys": json.dumps([external_ids, emails, usernames])})
+        for _ in range(STEER_STATEMENTS):
+            cursor.nextset()
+        return cursor.fetchall()
 
 
 def _page_rows_orm(external_ids: Collection[str], emails: Collection[str], usernames: Collection[str]) -> Any:
@@ -168,7 +172,7 @@ def _page_rows_orm(external_ids: Collection[str], emails: Collection[str], usern
 
 
 def page_apply(writes: PageWrites, *, synced_at: datetime) -> None:
-    """Run a page's writes inside the caller's transaction.
+    """Run a page's writes inside the caller's transaction, after :func:`page_state` in it.
 
     Email changes go first and one by one in the feed's order: one may free
     the address a later one takes, and a unique index is checked row by row.
@@ -178,12 +182,12 @@ def page_apply(writes: PageWrites, *, synced_at: datetime) -> None:
     in_order = [change for change in writes.changes if change.email is not None]
     batch = [change for change in writes.changes if change.email is None]
     for change in in_order:
-        mirrors_change([change], synced_at=synced_at)
-    mirrors_change(batch, synced_at=synced_at)
-    mirrors_create(writes.creates, synced_at=synced_at)
+        _mirrors_change([change], synced_at=synced_at)
+    _mirrors_change(batch, synced_at=synced_at)
+    _mirrors_create(writes.creates, synced_at=synced_at)
 
 
-def mirrors_change(changes: list[MirrorChange], *, synced_at: datetime) -> None:
+def _mirrors_change(changes: list[MirrorChange], *, synced_at: datetime) -> None:
     """Apply the changes (``synced_at`` and ``updated_at`` move only on the changed rows)."""
     if not changes:
         return
@@ -208,18 +212,16 @@ def mirrors_change(changes: list[MirrorChange], *, synced_at: datetime) -> None:
         f" {_column('synced_at')} = %s, {_column('updated_at')} = %s"
         " FROM jsonb_to_recordset(%s::jsonb)"
         " AS v(pk bigint, email text, display_name text, is_active boolean)"
-        # COALESCE: not a condition the (source, is_active) index can serve (see STEER_UPDATE).
+        # COALESCE: not a condition the (source, is_active) index can serve (see STEER_PAGE).
         f" WHERE u.{_column('id')} = v.pk AND COALESCE(u.{_column('source')}, '') = %s"
     )
     rows = [vars(change) for change in changes]  # pk, email, display_name, is_active
     with connection.cursor() as cursor:
-        cursor.execute(STEER_UPDATE)
         cursor.execute(
             sql,
             # One JSON text rather than four arrays (see _page_rows_postgresql).
             [synced_at, synced_at, json.dumps(rows), User.Source.THIRD_PARTY.value],
         )
-        cursor.execute(STEER_UPDATE_RESET)
 
 
 def _column(name: str) -> str:
@@ -239,7 +241,7 @@ def unusable_passwords(count: int) -> list[str]:
     return [UNUSABLE_PASSWORD_PREFIX + random[40 * index : 40 * index + 40] for index in range(count)]
 
 
-def mirrors_create(mirrors: list[NewMirror], *, synced_at: datetime) -> None:
+def _mirrors_create(mirrors: list[NewMirror], *, synced_at: datetime) -> None:
     """Insert new mirrors: active, without a usable password, every other field at its model default."""
     if not mirrors:
         return
@@ -253,9 +255,10 @@ def mirrors_create(mirrors: list[NewMirror], *, synced_at: datetime) -> None:
         )
         return
     # COPY, not INSERT: no statement of 500 x 17 placeholders to build, send and parse.
-    # The rows are written as COPY text by hand, from a template line converted
-    # once: psycopg's write_row() cost 21 us a row in this process (profiled), a
-    # fifth of a first sync's CPU here.
+    # The rows are written as COPY text by hand, from one %-format line with the
+    # constant fields filled in once: psycopg's write_row() cost 21 us a row in
+    # this process (profiled), a fifth of a first sync's CPU here, and escaping
+    # each value with str.translate() 9 us more.
     fields = [f for f in User._meta.concrete_fields if not f.primary_key]
     template = {f.attname: f.get_default() for f in fields}
     template.update(
@@ -266,24 +269,49 @@ def mirrors_create(mirrors: list[NewMirror], *, synced_at: datetime) -> None:
         updated_at=synced_at,
         date_joined=synced_at,
     )
-    names = [f.attname for f in fields]
-    texts = [_copy_text(template[name]) for name in names]
-    slots = [names.index(name) for name in ("username", "email", "display_name", "external_id", "password")]
-    lines = []
-    for mirror, password in zip(mirrors, unusable_passwords(len(mirrors)), strict=True):
-        row = texts.copy()
-        for slot, value in zip(
-            slots,
-            (mirror.username, mirror.email, mirror.display_name, mirror.external_id, password),
-            strict=True,
-        ):
-            row[slot] = value.translate(_COPY_ESCAPES)
-        lines.append("\t".join(row))
+    line = "\t".join(
+        f"%({f.attname})s" if f.attname in _PER_ROW else _copy_text(template[f.attname]).replace("%", "%%")
+        for f in fields
+    )
+    escape = _needs_escaping(mirrors)
+    passwords = unusable_passwords(len(mirrors))
     columns = ", ".join(f'"{f.column}"' for f in fields)
     with connection.cursor() as cursor:
         raw: Any = cursor.cursor  # psycopg's cursor, under Django's wrapper
         with raw.copy(f'COPY "{User._meta.db_table}" ({columns}) FROM STDIN') as copy:
-            copy.write("\n".join(lines) + "\n")
+            # Sent in chunks: PostgreSQL inserts a chunk (into the table and its indexes)
+            # while the next one is built here.
+            for start in range(0, len(mirrors), COPY_CHUNK_ROWS):
+                lines = []
+                for mirror, password in zip(
+                    mirrors[start : start + COPY_CHUNK_ROWS],
+                    passwords[start : start + COPY_CHUNK_ROWS],
+                    strict=True,
+                ):
+                    row = {**vars(mirror), "password": password}  # base64: never escaped
+                    if escape:
+                        row.update((name, row[name].translate(_COPY_ESCAPES)) for name in _PER_ROW[:-1])
+                    lines.append(line % row)
+                copy.write("\n".join(lines) + "\n")
+
+
+#: Rows of new mirrors per ``COPY`` write.
+COPY_CHUNK_ROWS = 100
+
+
+#: The columns of a new mirror's COPY row that differ per row (the fields of NewMirror, then the password).
+_PER_ROW = ("username", "email", "display_name", "external_id", "password")
+
+
+def _needs_escaping(mirrors: list[NewMirror]) -> bool:
+    """Whether any value of the page holds a character COPY's text format escapes (rarely: the
+    whole page is checked at once, then each value is escaped only if so)."""
+    text = "".join(
+        itertools.chain.from_iterable(
+            (mirror.username, mirror.email, mirror.display_name, mirror.external_id) for mirror in mirrors
+        )
+    )
+    return "\\" in text or not text.isprintable()
 
 
 # COPY's text format escapes these four characters; \N is NULL.

@@ -8,6 +8,7 @@ only by the first lock ever taken for a feed.
 
 from __future__ import annotations
 
+from django.db import connection
 from django.utils import timezone
 
 from users.models import SyncCursor
@@ -18,8 +19,22 @@ def get_cursor(name: str) -> str:
     return SyncCursor.objects.filter(name=name).values_list("cursor", flat=True).first() or ""
 
 
+def _names() -> tuple[str, str, str, str]:
+    """The quoted table and columns (cursor, name, updated_at) of ``SyncCursor``."""
+    quote = connection.ops.quote_name
+    fields = SyncCursor._meta.concrete_fields
+    column = {field.name: quote(field.column) for field in fields}
+    return quote(SyncCursor._meta.db_table), column["cursor"], column["name"], column["updated_at"]
+
+
 def _locked(name: str) -> list[str]:
-    return list(SyncCursor.objects.select_for_update().filter(name=name).values_list("cursor", flat=True))
+    # Plain SQL: on the path of every page, where the ORM's query building took about
+    # half a millisecond per statement (the same as the round trip).
+    table, position, key, _ = _names()
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {position} FROM {table} WHERE {key} = %s{lock}", [name])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def lock_cursor(name: str) -> str:
@@ -38,7 +53,13 @@ def lock_cursor(name: str) -> str:
 
 def advance_cursor(name: str, cursor: str) -> None:
     """Store ``cursor`` in the row :func:`lock_cursor` locked in this transaction (one ``UPDATE``)."""
-    updated = SyncCursor.objects.filter(name=name).update(cursor=cursor, updated_at=timezone.now())
+    table, position, key, updated_at = _names()
+    with connection.cursor() as db_cursor:
+        db_cursor.execute(
+            f"UPDATE {table} SET {position} = %s, {updated_at} = %s WHERE {key} = %s",
+            [cursor, connection.ops.adapt_datetimefield_value(timezone.now()), name],
+        )
+        updated = db_cursor.rowcount
     if updated != 1:
         raise RuntimeError(f"advance_cursor({name!r}): no locked cursor row; call lock_cursor first")
 
