@@ -1,0 +1,58 @@
+"""Upgrading a database that holds data: a migration that cannot apply stops with one clear line."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.jobs.support import run_manage, subprocess_env
+from tests.support import child_database_url
+
+CREATE_TWINS = (
+    "from users.models import User; "
+    "User.objects.create(username='ann', email='Ann@example.org'); "
+    "User.objects.create(username='ann2', email='ann@example.org'); "
+    "User.objects.create(username='bob', email='bob@example.org')"
+)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """An empty database of its own (the migrations run in a child process)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'upgrade.sqlite3'}"
+        return
+    name = f"stayy_upgrade_{uuid.uuid4().hex[:10]}"
+    test_database_url = child_database_url()
+    with psycopg.connect(test_database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield test_database_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(test_database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.django_db
+def test_addresses_that_differ_only_in_case_stop_the_email_index_with_one_line(database_url):
+    env = subprocess_env(DATABASE_URL=database_url)
+    assert run_manage("migrate", "users", "0002", env=env).returncode == 0
+    assert run_manage("shell", "-c", CREATE_TWINS, env=env).returncode == 0
+
+    refused = run_manage("migrate", env=env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "CommandError: users.0003: 1 email address(es) belong to more than one user when case is ignored: "
+        "ann@example.org (users 1, 2). Give each user an address of its own, then run migrate again."
+    ]
+    plan = run_manage("showmigrations", "users", env=env).stdout
+    assert "[ ] 0003_user_email_ci_unique" in plan, "the refused migration was recorded as applied"
+
+    fix = "from users.models import User; User.objects.filter(pk=2).update(email='ann.two@example.org')"
+    assert run_manage("shell", "-c", fix, env=env).returncode == 0
+    done = run_manage("migrate", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "[X] 0005_user_email_one_index" in run_manage("showmigrations", "users", env=env).stdout
