@@ -138,6 +138,13 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
 else:
     _database.setdefault("OPTIONS", {})
     _database["OPTIONS"].setdefault("connect_timeout", 5)
+    # Lets psycopg prepare statements on the server. Django's own queries bind on the
+    # client and are never prepared; only the scheduler's tick claim (stayy/repository/
+    # ticks.py), which runs ten times a second at ten 1-second jobs, asks for it. Off
+    # behind a pooler that cannot keep prepared statements (pgbouncer in transaction
+    # mode before 1.21).
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        _database["OPTIONS"].setdefault("prepare_threshold", 5)
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

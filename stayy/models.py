@@ -98,7 +98,7 @@ class JobRun(models.Model):
         # The history pages filter by one of job, status or trigger (or a date range) and
         # show the newest first: each index matches a filter plus that order exactly, so a
         # page reads its rows straight off one index, however long the history is. The
-        # error search uses a trigram index on PostgreSQL (migration 0003; not on SQLite).
+        # error search uses a trigram index on PostgreSQL (migrations 0003 and 0004; not on SQLite).
         indexes = [
             models.Index(fields=["-scheduled_for", "-id"], name="stayy_jobrun_newest"),
             models.Index(fields=["job_name", "-scheduled_for", "-id"], name="stayy_jobrun_job_newest"),

@@ -35,6 +35,7 @@ from stayy.observability import metrics
 from stayy.observability.logcontext import RunLog, bind_run
 from stayy.repository import runs, ticks
 from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
+from stayy.scheduling.deadlines import deadlines
 from stayy.scheduling.registry import JobSpec
 from stayy.scheduling.tracker import tracker
 from stayy.scheduling.triggers import fire_times
@@ -232,14 +233,12 @@ def execute(
         except DatabaseError as exc:
             ctx.logger.error("could not record the timeout: %s", exc)
         finally:
-            connections.close_all()  # the watchdog thread ends here
+            connections.close_all()  # the deadline's thread ends here
 
-    watchdog = threading.Timer(spec.timeout, on_deadline)
-    watchdog.daemon = True
     tracker.register(run.pk, ctx)
     if on_started is not None:
         on_started()  # from here on, shutdown reaches this run through the tracker
-    watchdog.start()
+    watchdog = deadlines.call_after(spec.timeout, on_deadline, name=f"stayy-timeout-{spec.name}")
     status, error, exc_info = Status.SUCCEEDED, "", None
     # Every line logged in this thread until the handler returns is kept with the run.
     with bind_run(spec.name, run.pk, log=run_log):
