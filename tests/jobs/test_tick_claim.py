@@ -1,17 +1,20 @@
-"""The claim of a scheduled tick (``stayy.repository.ticks``): one statement on PostgreSQL
+"""The claim of a scheduled tick (``stayy.repository.ticks``): one prepared statement on PostgreSQL
 that reads the job's state and inserts the run row unless a run of the job still executes."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from stayy.models import JobRun
 from stayy.repository import runs, ticks
 from tests.jobs.support import grid_tick
+from tests.support import child_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,3 +80,45 @@ def test_the_state_is_read_from_before_the_claim_and_an_executing_run_blocks_it(
     assert again.run is None and again.state.executing is None
     assert again.state.last_tick == tick
     assert JobRun.objects.filter(job_name=spec.name, scheduled_for=tick).count() == 1
+
+
+def prepared_claims() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall() if "claimed AS" in row[0]]
+
+
+def test_the_claim_is_prepared_once_per_connection(make_job):
+    spec = make_job("tests.claimed_job", every=1)
+    tick = grid_tick(1)
+    for step in range(3):
+        assert claim(spec.name, tick - timedelta(seconds=step)).run is not None
+        JobRun.objects.filter(job_name=spec.name).update(active=False)
+    assert len(prepared_claims()) == 1
+
+
+def test_with_prepared_statements_off_nothing_is_prepared(make_job, settings):
+    """``DB_PREPARED_STATEMENTS=0`` (a pooler in transaction mode) leaves psycopg's threshold unset."""
+    spec = make_job("tests.claimed_job", every=1)
+    options = connection.settings_dict["OPTIONS"]
+    saved = options.pop("prepare_threshold")
+    connection.close()
+    try:
+        assert claim(spec.name, grid_tick(1)).run is not None
+        assert prepared_claims() == []
+    finally:
+        options["prepare_threshold"] = saved
+        connection.close()
+
+
+def test_a_connection_the_server_closed_is_replaced_and_the_tick_claimed(make_job):
+    """The claim is its own health check: after a database restart the first tick still runs."""
+    spec = make_job("tests.claimed_job", every=60)
+    connection.ensure_connection()
+    old_pid = connection.connection.info.backend_pid
+    with psycopg.connect(child_database_url(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [old_pid])
+    claimed = claim(spec.name, grid_tick(60))
+    assert claimed.run is not None
+    assert connection.connection.info.backend_pid != old_pid
+    assert JobRun.objects.get(pk=claimed.run.pk).status == Status.RUNNING
