@@ -73,15 +73,20 @@ def capacity_on(stage: load.Stage, name: str, seconds: int) -> common.WrkResult:
     server, base = load.gunicorn(stage, name, jobs=True)
     try:
         load.wait_for_leader(load.SYNC_JOB, after=started)
-        load.full_sync_now()
-        time.sleep(load.SYNC_EVERY)  # the full sync has started
-        capacity_start = timezone.now()
-        result = measure_capacity(f"{base}/api/users/", stage.token, seconds)
-        syncs = load.sync_runs(since=capacity_start, until=timezone.now(), users=stage.users)
-        common.log(f"during the capacity run: {syncs.describe()}")
-        return result
+        return capacity_with_full_sync(stage, f"{base}/api/users/", seconds)
     finally:
         server.stop()
+
+
+def capacity_with_full_sync(stage: load.Stage, url: str, seconds: int) -> common.WrkResult:
+    """Capacity of a jobs-on server once the full sync started (its cursor reset first)."""
+    load.full_sync_now()
+    time.sleep(load.SYNC_EVERY)  # the full sync has started
+    capacity_start = timezone.now()
+    result = measure_capacity(url, stage.token, seconds)
+    syncs = load.sync_runs(since=capacity_start, until=timezone.now(), users=stage.users)
+    common.log(f"during the capacity run: {syncs.describe()}")
+    return result
 
 
 def median_capacity(results: list[common.WrkResult]) -> float:
@@ -128,12 +133,7 @@ def main() -> None:
                 window_end = timezone.now()
                 on_syncs = load.sync_runs(since=window_start, until=window_end, users=stage.users)
                 common.log(f"during the window: {on_syncs.describe()}")
-                load.full_sync_now()
-                time.sleep(load.SYNC_EVERY)  # the full sync has started
-                capacity_start = timezone.now()
-                on_capacity = measure_capacity(url, stage.token, args.capacity_seconds)
-                capacity_syncs = load.sync_runs(since=capacity_start, until=timezone.now(), users=stage.users)
-                common.log(f"during the capacity run: {capacity_syncs.describe()}")
+                on_capacity = capacity_with_full_sync(stage, url, args.capacity_seconds)
             on = Phase(on_capacity, on_rate, on_syncs)
         finally:
             server.stop()

@@ -26,24 +26,39 @@ def _where() -> dict[str, Any]:
     return {"host": HOST, "pid": os.getpid()}
 
 
+def running_run(
+    *,
+    job_name: str,
+    scheduled_for: datetime,
+    trigger: str,
+    requested_by: str = "",
+    now: datetime | None = None,
+) -> JobRun:
+    """The unsaved row of a run that starts ``now`` (default: now) in this process, ``running``."""
+    now = now or timezone.now()
+    return JobRun(
+        job_name=job_name,
+        scheduled_for=scheduled_for,
+        trigger=trigger,
+        status=Status.RUNNING,
+        active=True,
+        created_at=now,
+        started_at=now,
+        heartbeat_at=now,
+        requested_by=requested_by,
+        **_where(),
+    )
+
+
 def claim_tick(*, job_name: str, scheduled_for: datetime) -> JobRun | None:
     """Insert the ``running`` row of a scheduled tick; ``None`` if another process has it."""
-    now = timezone.now()
+    run = running_run(job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE)
     try:
         with transaction.atomic():
-            return JobRun.objects.create(
-                job_name=job_name,
-                scheduled_for=scheduled_for,
-                trigger=JobRun.Trigger.SCHEDULE,
-                status=Status.RUNNING,
-                active=True,
-                created_at=now,
-                started_at=now,
-                heartbeat_at=now,
-                **_where(),
-            )
+            run.save(force_insert=True)
     except IntegrityError:
         return None
+    return run
 
 
 def record_tick(*, job_name: str, scheduled_for: datetime, status: str, reason: str) -> bool:
@@ -96,19 +111,11 @@ def record_missed_ticks(*, job_name: str, ticks: Iterable[datetime], reason: str
 
 def create_started(*, job_name: str, trigger: str, requested_by: str = "") -> JobRun:
     """A run that is not a scheduled tick (``runjobs --run``), started now in this process."""
-    now = timezone.now()
-    return JobRun.objects.create(
-        job_name=job_name,
-        scheduled_for=now,
-        trigger=trigger,
-        status=Status.RUNNING,
-        active=True,
-        created_at=now,
-        started_at=now,
-        heartbeat_at=now,
-        requested_by=requested_by,
-        **_where(),
+    run = running_run(
+        job_name=job_name, scheduled_for=timezone.now(), trigger=trigger, requested_by=requested_by
     )
+    run.save(force_insert=True)
+    return run
 
 
 def create_queued(*, job_name: str, requested_by: str) -> JobRun:

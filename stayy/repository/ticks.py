@@ -9,7 +9,6 @@ PostgreSQL the read and the claim are one prepared statement. Elsewhere
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -139,28 +138,18 @@ def claim_unless_executing(*, job_name: str, scheduled_for: datetime, stale_afte
             return Claim(state=state, run=None)
         return Claim(state=state, run=runs.claim_tick(job_name=job_name, scheduled_for=scheduled_for))
     now = timezone.now()
+    run = runs.running_run(
+        job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE, now=now
+    )
     params = _params(job_name, stale_after, now)
-    params.update(tick=scheduled_for, now=now, host=runs.HOST, pid=os.getpid())
+    params.update(tick=scheduled_for, now=now, host=run.host, pid=run.pid)
     row = _claim_row(params)
-    state = _state(job_name, row[1:])
-    run = None
-    if row[0] is not None:
-        run = JobRun(
-            pk=row[0],
-            job_name=job_name,
-            scheduled_for=scheduled_for,
-            trigger=JobRun.Trigger.SCHEDULE,
-            status=Status.RUNNING,
-            active=True,
-            created_at=now,
-            started_at=now,
-            heartbeat_at=now,
-            host=runs.HOST,
-            pid=os.getpid(),
-        )
-        run._state.adding = False
-        run._state.db = connection.alias
-    return Claim(state=state, run=run)
+    if row[0] is None:
+        return Claim(state=_state(job_name, row[1:]), run=None)
+    run.pk = row[0]
+    run._state.adding = False  # it is stored: saving it again updates that row
+    run._state.db = connection.alias
+    return Claim(state=_state(job_name, row[1:]), run=run)
 
 
 def _claim_row(params: dict[str, Any]) -> tuple[Any, ...]:
