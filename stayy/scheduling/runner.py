@@ -150,18 +150,22 @@ def _record_outcome(
 ) -> None:
     """Store how a run ended, retrying through a short database outage.
 
-    The run stays registered (and heartbeating) meanwhile, so it is not
-    mistaken for the run of a lost process.
+    The first attempt uses the connection as the run left it: the claim used
+    it just before the handler, and checking it first (Django's health check)
+    would cost every tick a round trip. A failed attempt marks the connection,
+    and each retry starts by replacing a connection that failed. The run stays
+    registered (and heartbeating) meanwhile, so it is not mistaken for the run
+    of a lost process.
     """
     summary = json_safe(ctx.summary)
     for delay in FINISH_RETRY_DELAYS:
         try:
-            close_old_connections()
             runs.finish(run, status=status, summary=summary, error=error, exc=exc, log=log)
             return
         except DatabaseError as db_error:
             ctx.logger.warning("outcome %s not recorded yet (%s); retrying in %g s", status, db_error, delay)
             time.sleep(delay)
+            close_old_connections()
     ctx.logger.error("outcome %s of run %s not recorded: the database stayed unreachable", status, run.pk)
 
 

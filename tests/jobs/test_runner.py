@@ -72,7 +72,10 @@ def in_thread(target, *args):
 # --- execute(): outcomes ---------------------------------------------------------------
 
 
-def test_succeeded_with_summary_and_duration(make_job):
+@pytest.mark.parametrize(
+    "database", [pytest.param("default"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
+)
+def test_succeeded_with_summary_and_duration(make_job, database):
     def handler(ctx):
         ctx.report_progress(pages=2)
         time.sleep(0.05)
@@ -91,7 +94,10 @@ def test_succeeded_with_summary_and_duration(make_job):
     assert (run.host, run.pid) == (socket.gethostname(), os.getpid())
 
 
-def test_handler_exception_is_failed_with_error_and_traceback(make_job):
+@pytest.mark.parametrize(
+    "database", [pytest.param("default"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
+)
+def test_handler_exception_is_failed_with_error_and_traceback(make_job, database):
     def exploding_handler(ctx):
         raise ValueError("upstream said no")
 
@@ -146,7 +152,12 @@ def test_progress_is_stored_while_the_run_executes(make_job):
 # --- timeouts --------------------------------------------------------------------------
 
 
-def test_timeout_marks_the_run_at_the_deadline_and_keeps_it_active_until_the_handler_returns(make_job):
+@pytest.mark.parametrize(
+    "database", [pytest.param("default"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
+)
+def test_timeout_marks_the_run_at_the_deadline_and_keeps_it_active_until_the_handler_returns(
+    make_job, database
+):
     release, cancelled = threading.Event(), threading.Event()
 
     def slow(ctx):
