@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, cast
 
@@ -313,7 +314,9 @@ def _sync_pages(
     The first page is fetched here; each next one by one worker thread while
     this one applies the current page (the client is thread-safe; the worker
     touches no database, and runs in a copy of this thread's context
-    variables, so its log lines belong to the same job run). The worker
+    variables, so its log lines belong to the same job run). The worker also
+    checks the page's records (:func:`_sync_fetch`), so that this thread's
+    waits for PostgreSQL are spent on the next page. The worker
     starts only after the page's cursor check passed, and is told to give up
     (its retry waits end) and joined before this returns, whatever ends the
     loop; its page or error is used only where the page would have been
@@ -325,18 +328,19 @@ def _sync_pages(
     def prefetch_should_stop() -> bool:
         return abandoned.is_set() or should_stop()
 
-    pending: Future[upstream.ChangesPage] | None = None
+    pending: Future[_CheckedPage] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="users-sync-prefetch") as prefetcher:
         try:
             while not should_stop():
                 try:
                     if pending is not None:
-                        page = pending.result()
+                        checked = pending.result()
                     else:
-                        page = upstream.fetch_changes(cursor=cursor, limit=page_size, should_stop=should_stop)
+                        checked = _sync_fetch(cursor=cursor, limit=page_size, should_stop=should_stop)
                 except upstream.UpstreamStopped:
                     break
                 pending = None
+                page = checked.page
                 started = time.monotonic()
                 with transaction.atomic():
                     if sync_state.lock_cursor(SYNC_CURSOR_NAME) != cursor:
@@ -347,12 +351,12 @@ def _sync_pages(
                         # (retries) carries and lands in the job run's log.
                         pending = prefetcher.submit(
                             contextvars.copy_context().run,
-                            upstream.fetch_changes,
+                            _sync_fetch,
                             cursor=page.next_cursor,
                             limit=page_size,
                             should_stop=prefetch_should_stop,
                         )
-                    page_counts = _sync_page(page.users, now=timezone.now())
+                    page_counts = _sync_page(checked, now=timezone.now())
                     if page.next_cursor != cursor:
                         sync_state.advance_cursor(SYNC_CURSOR_NAME, page.next_cursor)
                 applied = time.monotonic() - started
@@ -387,26 +391,68 @@ def _sync_refresh_stats() -> None:
         sync_logger.exception("upstream sync: the user stats were not refreshed")
 
 
-def _sync_page(records: list[upstream.UpstreamUser], *, now: datetime) -> dict[str, int]:
-    """Apply one page in the order of the feed; the caller holds the transaction."""
-    # The feed lists each user once, at its latest change; should a page
-    # repeat an id anyway, its later item is the one that counts.
-    latest = {record.id: record for record in records}
-    # Usernames are looked up for every id (a superset of the ones without a
-    # mirror), so that the whole state comes in one round trip.
-    state = sync_db.page_state(
-        external_ids=list(latest),
+@dataclass(frozen=True)
+class _CheckedRecord:
+    """What a live record's own fields decide, worked out without the database."""
+
+    #: Why the record cannot be mirrored, or "".
+    problem: str
+    #: The normalized email ("" with a problem), and its lower-cased form.
+    email: str
+    email_key: str
+
+
+@dataclass(frozen=True)
+class _CheckedPage:
+    """A page of the feed with its records checked and its lookup keys built."""
+
+    page: upstream.ChangesPage
+    #: The feed lists each user once, at its latest change; should a page
+    #: repeat an id anyway, its later item is the one that counts.
+    latest: dict[str, upstream.UpstreamUser]
+    #: Live records only (a tombstone needs no check).
+    checked: dict[str, _CheckedRecord]
+    emails: set[str]
+    #: For every id (a superset of the ones without a mirror), so that the
+    #: page's whole state comes in one round trip.
+    usernames: list[str]
+
+
+def _sync_fetch(*, cursor: str, limit: int, should_stop: Callable[[], bool]) -> _CheckedPage:
+    """Fetch a page and check its records (no database: the prefetch worker runs this)."""
+    page = upstream.fetch_changes(cursor=cursor, limit=limit, should_stop=should_stop)
+    latest = {record.id: record for record in page.users}
+    return _CheckedPage(
+        page=page,
+        latest=latest,
+        checked={key: _sync_check(record) for key, record in latest.items() if not record.deleted},
         emails={record.email.lower() for record in latest.values() if record.email},
         usernames=[user_sync_username(external_id=external_id) for external_id in latest],
+    )
+
+
+def _sync_check(record: upstream.UpstreamUser) -> _CheckedRecord:
+    problem = _sync_record_problem(record)
+    if problem or record.email is None:
+        return _CheckedRecord(problem=problem or "no email", email="", email_key="")
+    email = User.objects.normalize_email(record.email)
+    return _CheckedRecord(problem="", email=email, email_key=email.lower())
+
+
+def _sync_page(checked: _CheckedPage, *, now: datetime) -> dict[str, int]:
+    """Apply one page in the order of the feed; the caller holds the transaction."""
+    state = sync_db.page_state(
+        external_ids=list(checked.latest), emails=checked.emails, usernames=checked.usernames
     )
     mirrors = state.mirrors
     owners: dict[str, set[int | str]] = {email: set(pks) for email, pks in state.email_owners.items()}
     taken_usernames = state.usernames_taken
     writes = sync_db.PageWrites()
     counts = dict.fromkeys(SYNC_COUNTERS[1:], 0)
-    for record in latest.values():
+    for record in checked.latest.values():
         outcome = _sync_record(
             record,
+            checked.checked.get(record.id),
             mirror=mirrors.get(record.id),
             owners=owners,
             taken_usernames=taken_usernames,
@@ -422,6 +468,7 @@ def _sync_page(records: list[upstream.UpstreamUser], *, now: datetime) -> dict[s
 
 def _sync_record(
     record: upstream.UpstreamUser,
+    checked: _CheckedRecord | None,
     *,
     mirror: sync_db.Mirror | None,
     owners: dict[str, set[int | str]],
@@ -440,13 +487,12 @@ def _sync_record(
         writes.changes.append(sync_db.MirrorChange(mirror.pk, is_active=False))
         mirror.is_active = False
         return "deactivated"
-    problem = _sync_record_problem(record)
-    if problem:
-        return _sync_reject(record, problem)
-    assert record.email is not None  # checked by _sync_record_problem
-    email = User.objects.normalize_email(record.email)
+    assert checked is not None  # every live record is checked
+    if checked.problem:
+        return _sync_reject(record, checked.problem)
+    email, email_key = checked.email, checked.email_key
     holder: int | str = mirror.pk if mirror is not None else record.id
-    if owners.get(email.lower(), set()) - {holder}:
+    if owners.get(email_key, set()) - {holder}:
         return _sync_reject(record, "its email is used by another user")
     display_name = record.display_name or ""
     if mirror is None:
@@ -458,7 +504,7 @@ def _sync_record(
                 external_id=record.id, username=username, email=email, display_name=display_name
             )
         )
-        owners.setdefault(email.lower(), set()).add(holder)
+        owners.setdefault(email_key, set()).add(holder)
         return "created"
     change = sync_db.MirrorChange(
         mirror.pk,
@@ -471,7 +517,7 @@ def _sync_record(
     writes.changes.append(change)
     if change.email is not None:
         owners.get(mirror.email.lower(), set()).discard(mirror.pk)
-        owners.setdefault(email.lower(), set()).add(mirror.pk)
+        owners.setdefault(email_key, set()).add(mirror.pk)
     mirror.email, mirror.display_name, mirror.is_active = email, display_name, True
     return "updated"
 

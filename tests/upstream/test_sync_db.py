@@ -63,3 +63,22 @@ def test_new_mirrors_are_stored_as_given(database, awkward):
         assert (user.is_active, user.synced_at) == (True, now)
         assert not is_password_usable(user.password)
     assert len({user.password for user in stored.values()}) == count, "unusable passwords repeat"
+
+
+def test_a_page_transaction_steers_the_planner_and_commits_asynchronously_only_itself():
+    """The page's lookup sets its transaction's settings (SET LOCAL): the planner's, and an
+    asynchronous commit; the connection's other transactions keep the server's settings."""
+    from django.db import connection
+
+    names = ("random_page_cost", "enable_hashjoin", "enable_mergejoin", "synchronous_commit")
+
+    def current() -> tuple[str, ...]:
+        with connection.cursor() as cursor:
+            return tuple(cursor.execute(f"SHOW {name}").fetchone()[0] for name in names)
+
+    before = current()
+    assert before[3] == "on"
+    with transaction.atomic():
+        sync_db.page_state(external_ids=["x1"], emails=["u1@example.org"], usernames=["ext-x1"])
+        assert current() == ("1.1", "off", "off", "off")
+    assert current() == before

@@ -28,7 +28,7 @@ from django.db.models.functions import Lower
 
 from users.models import User
 
-# The planner settings of a page's transaction (SET LOCAL: they end with it),
+# The settings of a page's transaction (SET LOCAL: they end with it),
 # sent with the page's lookup (:func:`page_state`), which comes first in it.
 #
 # Every statement of a page looks rows up by unique keys: a few cached index
@@ -45,8 +45,15 @@ from users.models import User
 # join this statement may use, and its source condition is written so that no
 # index matches it (else the loop scanned the source index for each row: 4 s).
 # No other statement of a page joins.
+#
+# The page's commit does not wait for its WAL to reach the disk: the page and
+# the cursor that covers it commit together, so a server crash that lost the
+# last pages lost their cursor moves too, and the next run fetches those pages
+# again (replaying a page changes nothing). The WAL writer flushes within
+# 3 x wal_writer_delay; nothing else in the service commits asynchronously.
 STEER_PAGE = (
-    "SET LOCAL random_page_cost = 1.1; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+    "SET LOCAL random_page_cost = 1.1; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
+    " SET LOCAL synchronous_commit = off"
 )
 STEER_STATEMENTS = STEER_PAGE.count(";") + 1
 
