@@ -411,7 +411,7 @@ class _CheckedPage:
     #: repeat an id anyway, its later item is the one that counts.
     latest: dict[str, upstream.UpstreamUser]
     #: Live records only (a tombstone needs no check).
-    checked: dict[str, _CheckedRecord]
+    checks: dict[str, _CheckedRecord]
     emails: set[str]
     #: For every id (a superset of the ones without a mirror), so that the
     #: page's whole state comes in one round trip.
@@ -425,7 +425,7 @@ def _sync_fetch(*, cursor: str, limit: int, should_stop: Callable[[], bool]) -> 
     return _CheckedPage(
         page=page,
         latest=latest,
-        checked={key: _sync_check(record) for key, record in latest.items() if not record.deleted},
+        checks={key: _sync_check(record) for key, record in latest.items() if not record.deleted},
         emails={record.email.lower() for record in latest.values() if record.email},
         usernames=[user_sync_username(external_id=external_id) for external_id in latest],
     )
@@ -452,7 +452,7 @@ def _sync_page(checked: _CheckedPage, *, now: datetime) -> dict[str, int]:
     for record in checked.latest.values():
         outcome = _sync_record(
             record,
-            checked.checked.get(record.id),
+            checked.checks.get(record.id),
             mirror=mirrors.get(record.id),
             owners=owners,
             taken_usernames=taken_usernames,
