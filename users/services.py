@@ -258,8 +258,9 @@ def user_sync_from_upstream(
     the rules per record.
 
     ``pause`` yields between pages: after a page that more pages follow, the
-    sync waits ``pause`` times as long as applying that page took (0: never),
-    so that it keeps at most ``1 / (1 + pause)`` of the time to itself. The
+    sync waits ``pause`` times as long as checking and applying that page took
+    (0: never), so that it keeps at most ``1 / (1 + pause)`` of the time to
+    itself. The
     wait is ``wait(seconds)``, which returns ``True`` to stop the run (the
     job's ``ctx.sleep``); without one, a sleep that asks ``should_stop()``
     every 50 ms.
@@ -374,7 +375,7 @@ def _sync_pages(
                         "upstream sync: empty page with has_more=true; stopping until the next run"
                     )
                     break
-                if pause and wait(pause * applied):
+                if pause and wait(pause * (checked.check_seconds + applied)):
                     break
         finally:
             # Ends the worker's retry waits; leaving the with-block joins it.
@@ -416,18 +417,23 @@ class _CheckedPage:
     #: For every id (a superset of the ones without a mirror), so that the
     #: page's whole state comes in one round trip.
     usernames: list[str]
+    #: How long the checks took (part of the page's cost, whichever thread paid it).
+    check_seconds: float
 
 
 def _sync_fetch(*, cursor: str, limit: int, should_stop: Callable[[], bool]) -> _CheckedPage:
     """Fetch a page and check its records (no database: the prefetch worker runs this)."""
     page = upstream.fetch_changes(cursor=cursor, limit=limit, should_stop=should_stop)
+    started = time.monotonic()
     latest = {record.id: record for record in page.users}
+    checks = {key: _sync_check(record) for key, record in latest.items() if not record.deleted}
     return _CheckedPage(
         page=page,
         latest=latest,
-        checks={key: _sync_check(record) for key, record in latest.items() if not record.deleted},
+        checks=checks,
         emails={record.email.lower() for record in latest.values() if record.email},
         usernames=[user_sync_username(external_id=external_id) for external_id in latest],
+        check_seconds=time.monotonic() - started,
     )
 
 

@@ -191,6 +191,21 @@ def test_the_sync_waits_between_pages_in_proportion_to_each_page(upstream_url):
     assert mirrored() == DEMO_LIVE_USERS
 
 
+def test_the_wait_counts_the_time_the_pages_checks_took_in_the_prefetch_thread(upstream_url, monkeypatch):
+    check = services._sync_check
+
+    def slow_check(record):  # 100 records: 0.2 s of checks a page, far above applying it
+        time.sleep(0.002)
+        return check(record)
+
+    monkeypatch.setattr(services, "_sync_check", slow_check)
+    waits: list[float] = []
+    sync(pause=2.5, wait=lambda seconds: waits.append(seconds) or False)
+
+    assert len(waits) == 4
+    assert all(seconds >= 2.5 * PAGE_SIZE * 0.002 for seconds in waits), waits
+
+
 def test_without_a_pause_the_sync_never_waits(upstream_url):
     waits: list[float] = []
 
