@@ -15,6 +15,7 @@ from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from stayy.models import JobRun
+from stayy.repository import prepared
 
 HOST = socket.gethostname()
 ERROR_MAX_CHARS = 2000
@@ -205,9 +206,10 @@ def finish(
     """Close a run whose handler returned. A run already closed as timed out keeps its status
     (and gets the summary and the log the handler wrote until it returned).
 
-    One plain ``UPDATE`` (every run of every job ends here, and composing it through the ORM
-    cost more than half of a one-second tick's CPU). Every ``CASE`` reads the row as it was
-    before the ``UPDATE``, so ``status`` is compared before it changes.
+    One plain ``UPDATE``, prepared on PostgreSQL (every run of every job ends here, and
+    composing it through the ORM cost more than half of a one-second tick's CPU). Every
+    ``CASE`` reads the row as it was before the ``UPDATE``, so ``status`` is compared before
+    it changes.
     """
     now = timezone.now()
     values = {
@@ -224,6 +226,9 @@ def finish(
         log=log,
         id=run.pk,
     )
+    if connection.vendor == "postgresql":
+        prepared.execute(_finish_sql(tuple(values)), params)
+        return
     with connection.cursor() as cursor:
         cursor.execute(_finish_sql(tuple(values)), params)
 

@@ -14,13 +14,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-import psycopg
-from django.db import OperationalError, connection
+from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from stayy.models import Job, JobRun
-from stayy.repository import runs
+from stayy.repository import prepared, runs
 
 Status = JobRun.Status
 
@@ -153,30 +152,11 @@ def claim_unless_executing(*, job_name: str, scheduled_for: datetime, stale_afte
 
 
 def _claim_row(params: dict[str, Any]) -> tuple[Any, ...]:
-    """The claim statement's row: with server-side parameters, prepared on this connection the
-    first time (``DB_PREPARED_STATEMENTS``; planning it took most of its 1.4 ms, and ten at once
-    waited for each other's on two cores).
-
-    It goes to psycopg directly, so Django's health check (a ``SELECT 1`` before a connection's
-    first query of a task) is replaced by one retry on a new connection when the server closed
-    the old one (a restart); the statement is the check.
-    """
-    for attempt in (1, 2):
-        connection.ensure_connection()
-        raw = connection.connection
-        try:
-            with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
-                cursor.execute(_claim_sql(), params, prepare=True)
-                row = cursor.fetchone()
-        except OperationalError:
-            if attempt == 2 or not (raw.closed or raw.broken):
-                raise
-            connection.close()
-            continue
-        assert row is not None  # the statement selects one row
-        connection.health_check_done = True  # type: ignore[attr-defined]  # (Django 4.1+, not in the stubs)
-        return tuple(row)
-    raise AssertionError("unreachable")
+    """The claim statement's row, prepared (:mod:`stayy.repository.prepared`: planning it took
+    most of its 1.4 ms, and ten at once waited for each other's on two cores)."""
+    row = prepared.fetch_row(_claim_sql(), params)
+    assert row is not None  # the statement selects one row
+    return row
 
 
 def _state(job_name: str, row: tuple[Any, ...]) -> TickState:

@@ -82,10 +82,18 @@ def test_the_state_is_read_from_before_the_claim_and_an_executing_run_blocks_it(
     assert JobRun.objects.filter(job_name=spec.name, scheduled_for=tick).count() == 1
 
 
-def prepared_claims() -> list[str]:
+def prepared_statements() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
-        return [row[0] for row in cursor.fetchall() if "claimed AS" in row[0]]
+        return [row[0] for row in cursor.fetchall()]
+
+
+def prepared_claims() -> list[str]:
+    return [statement for statement in prepared_statements() if "claimed AS" in statement]
+
+
+def prepared_finishes() -> list[str]:
+    return [statement for statement in prepared_statements() if statement.startswith('UPDATE "stayy_jobrun"')]
 
 
 def test_the_claim_is_prepared_once_per_connection(make_job):
@@ -97,6 +105,18 @@ def test_the_claim_is_prepared_once_per_connection(make_job):
     assert len(prepared_claims()) == 1
 
 
+def test_a_runs_end_is_prepared_and_repeats_its_statement(make_job):
+    spec = make_job("tests.claimed_job", every=1)
+    tick = grid_tick(1)
+    for step in range(3):
+        run = claim(spec.name, tick - timedelta(seconds=step)).run
+        assert run is not None
+        runs.finish(run, status=Status.SUCCEEDED, summary={"step": step})
+        assert JobRun.objects.get(pk=run.pk).summary == {"step": step}
+    finishes = prepared_finishes()
+    assert finishes and len(finishes) <= 2, finishes  # one per type of duration_ms (smallint, integer)
+
+
 def test_with_prepared_statements_off_nothing_is_prepared(make_job, settings):
     """``DB_PREPARED_STATEMENTS=0`` (a pooler in transaction mode) leaves psycopg's threshold unset."""
     spec = make_job("tests.claimed_job", every=1)
@@ -104,8 +124,10 @@ def test_with_prepared_statements_off_nothing_is_prepared(make_job, settings):
     saved = options.pop("prepare_threshold")
     connection.close()
     try:
-        assert claim(spec.name, grid_tick(1)).run is not None
-        assert prepared_claims() == []
+        run = claim(spec.name, grid_tick(1)).run
+        assert run is not None
+        runs.finish(run, status=Status.SUCCEEDED, summary={})
+        assert prepared_statements() == []
     finally:
         options["prepare_threshold"] = saved
         connection.close()
