@@ -139,8 +139,8 @@ else:
     _database.setdefault("OPTIONS", {})
     _database["OPTIONS"].setdefault("connect_timeout", 5)
     # Lets psycopg prepare statements on the server. Django's own queries bind on the
-    # client and are never prepared; only the scheduler's tick claim (stayy/repository/
-    # ticks.py), which runs ten times a second at ten 1-second jobs, asks for it. Off
+    # client and are never prepared; only the scheduler's tick claim and run end
+    # (stayy/repository/prepared.py), each ten times a second at ten 1-second jobs, ask. Off
     # behind a pooler that cannot keep prepared statements (pgbouncer in transaction
     # mode before 1.21).
     if env_bool("DB_PREPARED_STATEMENTS", True):
