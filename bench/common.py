@@ -377,22 +377,25 @@ RATE_WORKERS = 20
 
 
 def run_at_rate(url: str, *, rate: float, seconds: int, token: str = "") -> RateResult:
-    """``rate`` requests per second for ``seconds`` with hey (Go), spread over RATE_WORKERS workers.
+    """``rate`` requests per second for ``seconds``, evenly spaced, from RATE_WORKERS hey (Go) senders.
 
-    Each hey worker sends on its own ticker (rate / workers per second) and
-    waits for the answer, so a worker only falls behind when one answer takes
-    longer than its interval (RATE_WORKERS / rate seconds, 100 ms at 200/s);
-    the run reports how many of the due requests were answered.
+    Each sender is its own ``hey -c 1`` process that sends on its own ticker
+    (rate / RATE_WORKERS per second) and waits for the answer; they start
+    1 / rate apart, so the requests arrive one every 1 / rate seconds. (One
+    ``hey -c 20`` starts its 20 tickers together: bursts of 20 requests at
+    once, whose p99 is the time to drain a burst.) A sender only falls
+    behind when one answer takes longer than its interval (RATE_WORKERS / rate
+    seconds, 250 ms at 80/s); the run reports how many of the due requests
+    were answered.
     """
-    per_worker = rate / RATE_WORKERS
     argv = [
         "hey",
         "-z",
         f"{seconds}s",
         "-c",
-        str(RATE_WORKERS),
+        "1",
         "-q",
-        f"{per_worker:.3f}",
+        f"{rate / RATE_WORKERS:.3f}",
         "-o",
         "csv",
         "-t",
@@ -400,11 +403,25 @@ def run_at_rate(url: str, *, rate: float, seconds: int, token: str = "") -> Rate
     ]
     if token:
         argv += ["-H", f"Authorization: Token {token}"]
-    text = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    senders: list[subprocess.Popen[str]] = []
+    started = time.monotonic()
+    try:
+        for number in range(RATE_WORKERS):
+            time.sleep(max(0.0, started + number / rate - time.monotonic()))
+            senders.append(subprocess.Popen([*argv, url], stdout=subprocess.PIPE, text=True))
+        outputs = [sender.communicate()[0] for sender in senders]
+    finally:
+        for sender in senders:
+            if sender.poll() is None:
+                sender.kill()
+                sender.wait()
+    if any(sender.returncode for sender in senders):
+        raise SystemExit(f"bench: hey failed: {[sender.returncode for sender in senders]}")
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        latencies.append(float(row["response-time"]) * 1000)
-        status = int(row["status-code"])
-        statuses[status] = statuses.get(status, 0) + 1
+    for text in outputs:
+        for row in csv.DictReader(io.StringIO(text)):
+            latencies.append(float(row["response-time"]) * 1000)
+            status = int(row["status-code"])
+            statuses[status] = statuses.get(status, 0) + 1
     return RateResult(rate, seconds, latencies, statuses, expected=int(rate * seconds))

@@ -177,7 +177,7 @@ def main() -> None:
     assert on.syncs is not None
     results.note(f"Jobs on, in the {args.window} s window: {on.syncs.describe()}.")
     results.note(
-        f"Fixed rate with hey ({common.RATE_WORKERS} workers, each on its own ticker); "
+        f"Fixed rate, evenly spaced, from {common.RATE_WORKERS} hey senders started 1/rate apart; "
         f"answered {off.at_rate.answered:,} / {on.at_rate.answered:,} of {off.at_rate.expected:,} due "
         "(off / on). Capacity with wrk, 1 thread, 8 connections. The load generators run unpinned: "
         "at half capacity hey needs a few % of one core."
