@@ -254,9 +254,10 @@ THIRD_PARTY_USERS_MAX_RETRIES = env_int("THIRD_PARTY_USERS_MAX_RETRIES", 5, mini
 THIRD_PARTY_USERS_BACKOFF = env_float("THIRD_PARTY_USERS_BACKOFF", 0.5, minimum=0.0)
 THIRD_PARTY_USERS_BACKOFF_MAX = env_float("THIRD_PARTY_USERS_BACKOFF_MAX", 30.0, minimum=0.0)
 # The sync job's yield to the requests of its process: after each page that
-# more pages follow, it waits this many times as long as the page took to
-# apply (3: it works at most a quarter of the time). 0: no pause.
-THIRD_PARTY_USERS_SYNC_PAUSE = env_float("THIRD_PARTY_USERS_SYNC_PAUSE", 3.0, minimum=0.0)
+# more pages follow, it waits this many times the page's cost (the CPU its
+# fetch and checks took here, plus the time applying it took; 5: busy at most
+# a sixth of the time). 0: no pause.
+THIRD_PARTY_USERS_SYNC_PAUSE = env_float("THIRD_PARTY_USERS_SYNC_PAUSE", 5.0, minimum=0.0)
 
 # --- Jobs ---------------------------------------------------------------------
 STAYY = {

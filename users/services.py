@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from stayy.runtime import activity
 from users.models import User
 from users.repository import cache, db, sync_db, sync_state, upstream
 
@@ -248,9 +249,10 @@ def user_sync_from_upstream(
 
     Each page's changes and its ``next_cursor`` commit together, so stopping
     (``should_stop()`` is asked before every page and during the client's
-    retry waits) or failing between pages loses and repeats nothing. The next
-    page is fetched while the current one is applied (its cursor is known as
-    soon as a page arrives); a page fetched after a stop is never applied.
+    retry waits) or failing between pages loses and repeats nothing. Without
+    a pause, the next page is fetched while the current one is applied (its
+    cursor is known as soon as a page arrives); a page fetched after a stop
+    is never applied.
     Returns the counters also passed to ``on_progress`` after every page:
     pages, created, updated, unchanged, deactivated, rejected. When any user
     was created, updated or deactivated, the cached user stats are refreshed,
@@ -258,12 +260,18 @@ def user_sync_from_upstream(
     the rules per record.
 
     ``pause`` yields between pages: after a page that more pages follow, the
-    sync waits ``pause`` times as long as checking and applying that page took
-    (0: never), so that it keeps at most ``1 / (1 + pause)`` of the time to
-    itself. The
-    wait is ``wait(seconds)``, which returns ``True`` to stop the run (the
-    job's ``ctx.sleep``); without one, a sleep that asks ``should_stop()``
-    every 50 ms.
+    sync waits ``pause`` times the page's cost (0: never): the CPU this
+    process spent fetching and checking it (not the wait for the upstream's
+    answer) and the time applying it took (PostgreSQL's included), so that
+    the sync keeps this process and the database busy at most
+    ``1 / (1 + pause)`` of the time; with a pause, the next page is fetched
+    during it. The wait is ``wait(seconds)``, which returns ``True`` to stop
+    the run (the job's ``ctx.sleep``); without one, a sleep that asks
+    ``should_stop()`` every 50 ms.
+
+    Its loops over a page's records give way to the requests this process
+    serves (:mod:`stayy.runtime.activity`): in a web worker, its Python waits
+    while a request is in flight.
     """
     if not 1 <= page_size <= 1000:
         raise ValueError(f"page_size must be from 1 to 1000 (the upstream maximum), got {page_size}")
@@ -313,7 +321,8 @@ def _sync_pages(
     """The page loop of :func:`user_sync_from_upstream`; adds to ``counts`` as pages commit.
 
     The first page is fetched here; each next one by one worker thread while
-    this one applies the current page (the client is thread-safe; the worker
+    this one applies the current page, or, with a ``pause``, during the pause
+    after it (the client is thread-safe; the worker
     touches no database, and runs in a copy of this thread's context
     variables, so its log lines belong to the same job run). The worker also
     checks the page's records (:func:`_sync_fetch`), so that this thread's
@@ -331,6 +340,18 @@ def _sync_pages(
 
     pending: Future[_CheckedPage] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="users-sync-prefetch") as prefetcher:
+
+        def prefetch(next_cursor: str) -> Future[_CheckedPage]:
+            # In a copy of this thread's context: what the worker logs
+            # (retries) carries and lands in the job run's log.
+            return prefetcher.submit(
+                contextvars.copy_context().run,
+                _sync_fetch,
+                cursor=next_cursor,
+                limit=page_size,
+                should_stop=prefetch_should_stop,
+            )
+
         try:
             while not should_stop():
                 try:
@@ -342,25 +363,18 @@ def _sync_pages(
                     break
                 pending = None
                 page = checked.page
-                started = time.monotonic()
+                started, waited = time.monotonic(), activity.waited_seconds()
                 with transaction.atomic():
                     if sync_state.lock_cursor(SYNC_CURSOR_NAME) != cursor:
                         sync_logger.warning("upstream sync: the cursor was moved by another sync; stopping")
                         break
-                    if page.has_more and page.users:
-                        # In a copy of this thread's context: what the worker logs
-                        # (retries) carries and lands in the job run's log.
-                        pending = prefetcher.submit(
-                            contextvars.copy_context().run,
-                            _sync_fetch,
-                            cursor=page.next_cursor,
-                            limit=page_size,
-                            should_stop=prefetch_should_stop,
-                        )
+                    if page.has_more and page.users and not pause:
+                        pending = prefetch(page.next_cursor)
                     page_counts = _sync_page(checked, now=timezone.now())
                     if page.next_cursor != cursor:
                         sync_state.advance_cursor(SYNC_CURSOR_NAME, page.next_cursor)
-                applied = time.monotonic() - started
+                # PostgreSQL's time counts (its work for this page); giving way does not.
+                applied = time.monotonic() - started - (activity.waited_seconds() - waited)
                 cursor = page.next_cursor
                 counts["pages"] += 1
                 for outcome, number in page_counts.items():
@@ -375,8 +389,12 @@ def _sync_pages(
                         "upstream sync: empty page with has_more=true; stopping until the next run"
                     )
                     break
-                if pause and wait(pause * (checked.check_seconds + applied)):
-                    break
+                if pause:
+                    # Paced, the next page is fetched during the pause, not while
+                    # this one was applied: the sync keeps one core busy, not two.
+                    pending = prefetch(page.next_cursor)
+                    if wait(pause * (checked.cost_seconds + applied)):
+                        break
         finally:
             # Ends the worker's retry waits; leaving the with-block joins it.
             abandoned.set()
@@ -417,23 +435,27 @@ class _CheckedPage:
     #: For every id (a superset of the ones without a mirror), so that the
     #: page's whole state comes in one round trip.
     usernames: list[str]
-    #: How long the checks took (part of the page's cost, whichever thread paid it).
-    check_seconds: float
+    #: The page's cost before it is applied, whichever thread paid it: the
+    #: CPU this process spent fetching and checking it (a wait for the
+    #: upstream's answer, or to give way to requests, costs nothing here).
+    cost_seconds: float
 
 
 def _sync_fetch(*, cursor: str, limit: int, should_stop: Callable[[], bool]) -> _CheckedPage:
     """Fetch a page and check its records (no database: the prefetch worker runs this)."""
+    cpu_started = time.thread_time()
     page = upstream.fetch_changes(cursor=cursor, limit=limit, should_stop=should_stop)
-    started = time.monotonic()
     latest = {record.id: record for record in page.users}
-    checks = {key: _sync_check(record) for key, record in latest.items() if not record.deleted}
+    checks = {
+        key: _sync_check(record) for key, record in activity.giving_way(latest.items()) if not record.deleted
+    }
     return _CheckedPage(
         page=page,
         latest=latest,
         checks=checks,
         emails={record.email.lower() for record in latest.values() if record.email},
         usernames=[user_sync_username(external_id=external_id) for external_id in latest],
-        check_seconds=time.monotonic() - started,
+        cost_seconds=time.thread_time() - cpu_started,
     )
 
 
@@ -455,7 +477,7 @@ def _sync_page(checked: _CheckedPage, *, now: datetime) -> dict[str, int]:
     taken_usernames = state.usernames_taken
     writes = sync_db.PageWrites()
     counts = dict.fromkeys(SYNC_COUNTERS[1:], 0)
-    for record in checked.latest.values():
+    for record in activity.giving_way(checked.latest.values()):
         outcome = _sync_record(
             record,
             checked.checks.get(record.id),

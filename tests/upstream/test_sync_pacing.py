@@ -15,7 +15,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from stayy.observability.logcontext import RunLog, bind_run
+from stayy.runtime import activity
 from stayy.scheduling import JobCancelled
+from tests.jobs import give_way_urls
 from tests.jobs.support import wait_until
 from tests.upstream.conftest import DEMO_LIVE_USERS, cancel_after_first_page, resize, sync_job_context
 from users import services
@@ -191,11 +193,17 @@ def test_the_sync_waits_between_pages_in_proportion_to_each_page(upstream_url):
     assert mirrored() == DEMO_LIVE_USERS
 
 
-def test_the_wait_counts_the_time_the_pages_checks_took_in_the_prefetch_thread(upstream_url, monkeypatch):
+def burn_cpu(seconds: float) -> None:
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_the_wait_counts_the_cpu_the_pages_checks_took_in_the_prefetch_thread(upstream_url, monkeypatch):
     check = services._sync_check
 
     def slow_check(record):  # 100 records: 0.2 s of checks a page, far above applying it
-        time.sleep(0.002)
+        burn_cpu(0.002)
         return check(record)
 
     monkeypatch.setattr(services, "_sync_check", slow_check)
@@ -204,6 +212,53 @@ def test_the_wait_counts_the_time_the_pages_checks_took_in_the_prefetch_thread(u
 
     assert len(waits) == 4
     assert all(seconds >= 2.5 * PAGE_SIZE * 0.002 for seconds in waits), waits
+
+
+def test_the_wait_counts_the_cpu_the_fetch_took_in_this_process(upstream_url, monkeypatch):
+    fetch = upstream.fetch_changes
+
+    def cpu_heavy_fetch(**options):  # 0.1 s of this thread's CPU a page, far above applying it
+        page = fetch(**options)
+        burn_cpu(0.1)
+        return page
+
+    monkeypatch.setattr(upstream, "fetch_changes", cpu_heavy_fetch)
+    waits: list[float] = []
+    sync(pause=2.5, wait=lambda seconds: waits.append(seconds) or False)
+
+    assert len(waits) == 4
+    assert all(seconds >= 2.5 * 0.1 for seconds in waits), waits
+
+
+def test_the_wait_does_not_count_the_time_the_upstream_took_to_answer(upstream_url, faults):
+    faults(delay=0.3)  # every page: 0.3 s on the wire, no CPU here
+    waits: list[float] = []
+
+    sync(pause=2.5, wait=lambda seconds: waits.append(seconds) or False)
+
+    assert len(waits) == 4
+    # Counting the upstream's 0.3 s would make every wait at least 2.5 x 0.3 s.
+    assert all(seconds < 2.5 * 0.3 for seconds in waits), waits
+
+
+@pytest.mark.urls("tests.jobs.give_way_urls")
+def test_the_sync_gives_way_to_a_request_in_flight_and_its_pauses_leave_that_time_out(
+    upstream_url, monkeypatch
+):
+    monkeypatch.setattr(activity, "MAX_WAIT", 0.1)
+    waits: list[float] = []
+    waited = activity.waited_seconds()
+
+    with give_way_urls.request_held():
+        result = sync(pause=2.5, wait=lambda seconds: waits.append(seconds) or False)
+        gave_way = activity.waited_seconds() - waited
+
+    assert result["pages"] == 5
+    assert mirrored() == DEMO_LIVE_USERS
+    # Here, at least two batches of 50 records a page (its decisions) waited 0.1 s each.
+    assert gave_way >= 5 * 2 * 0.1
+    # Counted, that time would make each pause at least 2.5 x 0.2 s.
+    assert all(seconds < 2.5 * 0.1 for seconds in waits), waits
 
 
 def test_without_a_pause_the_sync_never_waits(upstream_url):

@@ -26,6 +26,7 @@ from django.db import connection
 from django.db.models import Field
 from django.db.models.functions import Lower
 
+from stayy.runtime import activity
 from users.models import User
 
 # The settings of a page's transaction (SET LOCAL: they end with it),
@@ -127,7 +128,7 @@ def page_state(
         rows: Any = _page_rows_postgresql(list(external_ids), list(emails), list(usernames))
     else:
         rows = _page_rows_orm(external_ids, emails, usernames)
-    for kind, pk, key, source, email, display_name, is_active in rows:
+    for kind, pk, key, source, email, display_name, is_active in activity.giving_way(rows):
         if kind == "m":
             state.mirrors[key] = Mirror(pk, key, source, email, display_name, is_active)
         elif kind == "e":
@@ -300,6 +301,7 @@ def _mirrors_create(mirrors: list[NewMirror], *, synced_at: datetime) -> None:
                         row.update((name, row[name].translate(_COPY_ESCAPES)) for name in _PER_ROW[:-1])
                     lines.append(line % row)
                 copy.write("\n".join(lines) + "\n")
+                activity.give_way()
 
 
 #: Rows of new mirrors per ``COPY`` write.

@@ -29,6 +29,8 @@ import httpx
 import tenacity
 from django.conf import settings
 
+from stayy.runtime import activity
+
 logger = logging.getLogger(__name__)
 
 CHANGES_PATH = "/v1/users/changes"
@@ -250,7 +252,7 @@ def _parse_page(data: Any) -> ChangesPage:
     if not isinstance(has_more, bool):
         raise TypeError("has_more is not a boolean")
     return ChangesPage(
-        users=[_parse_user(item, position) for position, item in enumerate(users)],
+        users=[_parse_user(item, position) for position, item in enumerate(activity.giving_way(users))],
         next_cursor=next_cursor,
         has_more=has_more,
     )
