@@ -8,7 +8,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 export DJANGO_SETTINGS_MODULE := config.settings
 
 .PHONY: install run test test-postgres test-sqlite lint typecheck clean
-.PHONY: bench bench-deps bench-sync bench-http bench-api bench-scheduler
+.PHONY: bench bench-deps bench-sync bench-http bench-give-way bench-api bench-scheduler
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,13 +52,16 @@ bench-sync: install
 bench-http: install
 	$(BIN)/python -m bench.http_jobs $(BENCH_ARGS)
 
+bench-give-way: install
+	$(BIN)/python -m bench.give_way $(BENCH_ARGS)
+
 bench-api: install
 	$(BIN)/python -m bench.api $(BENCH_ARGS)
 
 bench-scheduler: install
 	$(BIN)/python -m bench.scheduler $(BENCH_ARGS)
 
-bench: bench-deps bench-sync bench-http bench-api bench-scheduler
+bench: bench-deps bench-sync bench-http bench-give-way bench-api bench-scheduler
 
 clean:
 	rm -rf $(VENV) .cache staticfiles db.sqlite3* test-db.sqlite3*
