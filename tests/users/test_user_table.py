@@ -75,6 +75,16 @@ def test_the_table_keeps_room_for_hot_updates():
 
 
 @pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL storage parameter")
+def test_autovacuum_keeps_the_count_index_only_after_a_fixed_number_of_changed_users():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [User._meta.db_table])
+        (options,) = cursor.fetchone()
+
+    assert set(options or []) >= {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=1000"}
+
+
+@pytest.mark.django_db
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL statistics")
 def test_a_display_name_change_rewrites_no_index_entry():
     def updates_so_far() -> tuple[int, int]:
