@@ -49,3 +49,11 @@ def child_database_url() -> str:
     if s.get("PASSWORD"):
         auth += ":" + quote(s["PASSWORD"], safe="")
     return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+def storage_parameters(table: str) -> set[str]:
+    """A PostgreSQL table's storage parameters (``reloptions``), e.g. ``{"fillfactor=90"}``."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
+        (options,) = cursor.fetchone()
+    return set(options or [])

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from tests.support import storage_parameters
 from users.models import User
 from users.repository import db
 
@@ -67,21 +68,16 @@ def test_the_email_check_is_answered_by_the_case_insensitive_index():
 @pytest.mark.django_db
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL storage parameter")
 def test_the_table_keeps_room_for_hot_updates():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [User._meta.db_table])
-        (options,) = cursor.fetchone()
-
-    assert "fillfactor=90" in (options or [])
+    assert "fillfactor=90" in storage_parameters(User._meta.db_table)
 
 
 @pytest.mark.django_db
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL storage parameter")
 def test_autovacuum_keeps_the_count_index_only_after_a_fixed_number_of_changed_users():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [User._meta.db_table])
-        (options,) = cursor.fetchone()
-
-    assert set(options or []) >= {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=1000"}
+    assert storage_parameters(User._meta.db_table) >= {
+        "autovacuum_vacuum_scale_factor=0",
+        "autovacuum_vacuum_threshold=1000",
+    }
 
 
 @pytest.mark.django_db
