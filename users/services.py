@@ -520,7 +520,8 @@ def _sync_record(
         return _sync_reject(record, checked.problem)
     email, email_key = checked.email, checked.email_key
     holder: int | str = mirror.pk if mirror is not None else record.id
-    if owners.get(email_key, set()) - {holder}:
+    holders = owners.get(email_key)
+    if holders and (len(holders) > 1 or holder not in holders):
         return _sync_reject(record, "its email is used by another user")
     display_name = record.display_name or ""
     if mirror is None:
@@ -534,14 +535,14 @@ def _sync_record(
         )
         owners.setdefault(email_key, set()).add(holder)
         return "created"
+    if email == mirror.email and display_name == mirror.display_name and mirror.is_active:
+        return "unchanged"  # the common case of a full sync, decided without building a change
     change = sync_db.MirrorChange(
         mirror.pk,
         email=email if email != mirror.email else None,
         display_name=display_name if display_name != mirror.display_name else None,
         is_active=True if not mirror.is_active else None,
     )
-    if change == sync_db.MirrorChange(mirror.pk):
-        return "unchanged"
     writes.changes.append(change)
     if change.email is not None:
         owners.get(mirror.email.lower(), set()).discard(mirror.pk)
