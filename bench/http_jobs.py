@@ -1,18 +1,20 @@
 """Benchmark 2, HTTP cost of embedded jobs: ``GET /api/users/`` on gunicorn (2 workers), jobs off vs on.
 
-``python -m bench.http_jobs [--users 100000] [--window 120] [--capacity-seconds 15] [--capacity-rounds 3]``
+``python -m bench.http_jobs [--users 100000] [--rounds 3] [--window 120] [--capacity-seconds 15]``
 
-1. Jobs off: the capacity (wrk, closed loop), then ``--window`` seconds at half
-   that rate (hey, fixed rate): p50/p99 and errors.
-2. Jobs on (``JOB_ENABLE=1``), same rate and window, while the sync job runs
-   every 5 s against the demo upstream (100 users change every 5 s) and one
-   full sync of every user runs inside the window (its cursor is reset 5 s in).
-3. Full-load throughput with jobs on (wrk again, a full sync started with it).
-4. ``--capacity-rounds`` minus 1 more rounds of capacity, each on a fresh gunicorn:
-   jobs off, then jobs on with a full sync started first. The throughput ratio
-   is of the medians (the first off and the last on of steps 1 and 3 count as
-   round 1): the machine's speed drifts by tens of percent within minutes, and
-   alternating rounds let both sides see it alike.
+1. The rate: a jobs-off server's capacity (wrk, closed loop), measured three
+   times; half the median is the fixed rate of every window.
+2. ``--rounds`` rounds, each on two fresh servers, one after the other:
+
+   * jobs off (``JOB_ENABLE=0``): its capacity, then ``--window`` seconds at
+     the rate (hey, evenly spaced): p50/p99 and errors;
+   * jobs on (``JOB_ENABLE=1``): the same window while the sync job runs
+     every 5 s against the demo upstream (100 users change every 5 s) and one
+     full sync of every user runs inside it (its cursor is reset 5 s in);
+     then its capacity while another full sync runs.
+
+The ratios are of the medians over the rounds: this VM's speed drifts by tens
+of percent within minutes, and alternating rounds let both sides see it alike.
 
 Targets: p99 on <= 1.3x p99 off, no errors; throughput on >= 0.9x off.
 """
@@ -31,17 +33,23 @@ from django.utils import timezone
 from bench import common, load
 
 CONNECTIONS = 8
+RATE_RUNS = 3
 
 
 @dataclass
-class Phase:
-    capacity: common.WrkResult
-    at_rate: common.RateResult | None
-    syncs: load.SyncRuns | None = None
+class Round:
+    """One jobs-off and one jobs-on server, measured alike."""
+
+    off_capacity: common.WrkResult
+    off: common.RateResult
+    on: common.RateResult
+    on_capacity: common.WrkResult
+    syncs: load.SyncRuns
 
 
-def measure_capacity(url: str, token: str, seconds: int) -> common.WrkResult:
-    common.run_wrk(url, seconds=3, connections=CONNECTIONS, token=token)  # warm-up
+def measure_capacity(url: str, token: str, seconds: int, *, warm_up: bool = True) -> common.WrkResult:
+    if warm_up:
+        common.run_wrk(url, seconds=3, connections=CONNECTIONS, token=token)
     result = common.run_wrk(url, seconds=seconds, connections=CONNECTIONS, token=token)
     common.log(
         f"capacity {result.requests_per_s:.0f} req/s (p99 {result.p99_ms:.1f} ms, errors {result.errors})"
@@ -58,22 +66,50 @@ def at_rate(url: str, token: str, rate: float, seconds: int) -> common.RateResul
     return result
 
 
-def capacity_off(stage: load.Stage, name: str, seconds: int) -> common.WrkResult:
-    """Capacity of a fresh jobs-off gunicorn."""
-    server, base = load.gunicorn(stage, name, jobs=False)
+def rate_capacities(stage: load.Stage, seconds: int) -> list[common.WrkResult]:
+    """A fresh jobs-off server's capacity, measured RATE_RUNS times in a row."""
+    server, base = load.gunicorn(stage, "gunicorn-rate", jobs=False)
     try:
-        return measure_capacity(f"{base}/api/users/", stage.token, seconds)
+        url = f"{base}/api/users/"
+        return [
+            measure_capacity(url, stage.token, seconds, warm_up=number == 0) for number in range(RATE_RUNS)
+        ]
     finally:
         server.stop()
 
 
-def capacity_on(stage: load.Stage, name: str, seconds: int) -> common.WrkResult:
-    """Capacity of a fresh jobs-on gunicorn while a full sync runs (started just before)."""
-    started = timezone.now()
-    server, base = load.gunicorn(stage, name, jobs=True)
+def round_off(
+    stage: load.Stage, number: int, *, rate: float, window: int, seconds: int
+) -> tuple[common.WrkResult, common.RateResult]:
+    """A fresh jobs-off server: its capacity, then the window at the rate."""
+    server, base = load.gunicorn(stage, f"gunicorn-off-{number}", jobs=False)
     try:
+        url = f"{base}/api/users/"
+        capacity = measure_capacity(url, stage.token, seconds)
+        return capacity, at_rate(url, stage.token, rate, window)
+    finally:
+        server.stop()
+
+
+def round_on(
+    stage: load.Stage, number: int, *, rate: float, window: int, seconds: int
+) -> tuple[common.RateResult, load.SyncRuns, common.WrkResult]:
+    """A fresh jobs-on server: the window at the rate with syncs and a full sync, then its capacity."""
+    started = timezone.now()
+    server, base = load.gunicorn(stage, f"gunicorn-on-{number}", jobs=True)
+    try:
+        url = f"{base}/api/users/"
         load.wait_for_leader(load.SYNC_JOB, after=started)
-        return capacity_with_full_sync(stage, f"{base}/api/users/", seconds)
+        common.run_wrk(url, seconds=3, connections=CONNECTIONS, token=stage.token)  # warm-up
+        with load.UpstreamChanges(stage):
+            window_start = timezone.now()
+            reset = _later(5, load.full_sync_now)
+            result = at_rate(url, stage.token, rate, window)
+            reset.join()
+            syncs = load.sync_runs(since=window_start, until=timezone.now(), users=stage.users)
+            common.log(f"during the window: {syncs.describe()}")
+            capacity = capacity_with_full_sync(stage, url, seconds)
+        return result, syncs, capacity
     finally:
         server.stop()
 
@@ -89,102 +125,93 @@ def capacity_with_full_sync(stage: load.Stage, url: str, seconds: int) -> common
     return result
 
 
-def median_capacity(results: list[common.WrkResult]) -> float:
-    return statistics.median(result.requests_per_s for result in results)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--window", type=int, default=120, help="Seconds at the fixed rate, per phase.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of jobs off, then on (medians).")
+    parser.add_argument("--window", type=int, default=120, help="Seconds at the fixed rate, per server.")
     parser.add_argument("--capacity-seconds", type=int, default=15)
-    parser.add_argument(
-        "--capacity-rounds",
-        type=int,
-        default=3,
-        help="Rounds of capacity off, then on (medians): the first off and last on are the phases' own.",
-    )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     stage = load.prepare("http_jobs", users=args.users)
+    rounds: list[Round] = []
     try:
-        server, base = load.gunicorn(stage, "gunicorn-jobs-off", jobs=False)
-        url = f"{base}/api/users/"
-        try:
-            off_capacity = measure_capacity(url, stage.token, args.capacity_seconds)
-            rate = off_capacity.requests_per_s / 2
-            off = Phase(off_capacity, at_rate(url, stage.token, rate, args.window))
-        finally:
-            server.stop()
-
-        started = timezone.now()
-        server, base = load.gunicorn(stage, "gunicorn-jobs-on", jobs=True)
-        url = f"{base}/api/users/"
-        try:
-            load.wait_for_leader(load.SYNC_JOB, after=started)
-            common.run_wrk(url, seconds=3, connections=CONNECTIONS, token=stage.token)  # warm-up
-            with load.UpstreamChanges(stage):
-                window_start = timezone.now()
-                reset = _later(5, load.full_sync_now)
-                on_rate = at_rate(url, stage.token, rate, args.window)
-                reset.join()
-                window_end = timezone.now()
-                on_syncs = load.sync_runs(since=window_start, until=window_end, users=stage.users)
-                common.log(f"during the window: {on_syncs.describe()}")
-                on_capacity = capacity_with_full_sync(stage, url, args.capacity_seconds)
-            on = Phase(on_capacity, on_rate, on_syncs)
-        finally:
-            server.stop()
-        # More rounds, alternating, so that both sides see the machine alike (it drifts).
-        offs, ons = [off.capacity], [on.capacity]
-        for round_number in range(2, args.capacity_rounds + 1):
-            offs.append(capacity_off(stage, f"gunicorn-off-{round_number}", args.capacity_seconds))
-            ons.append(capacity_on(stage, f"gunicorn-on-{round_number}", args.capacity_seconds))
+        rate_runs = rate_capacities(stage, args.capacity_seconds)
+        rate = statistics.median(run.requests_per_s for run in rate_runs) / 2
+        common.log(f"the fixed rate: {rate:.0f} req/s")
+        for number in range(1, args.rounds + 1):
+            off_capacity, off = round_off(
+                stage, number, rate=rate, window=args.window, seconds=args.capacity_seconds
+            )
+            on, syncs, on_capacity = round_on(
+                stage, number, rate=rate, window=args.window, seconds=args.capacity_seconds
+            )
+            rounds.append(Round(off_capacity, off, on, on_capacity, syncs))
     finally:
         stage.stop()
+    report(args, rate, rate_runs, rounds).print()
 
-    assert off.at_rate is not None and on.at_rate is not None
+
+def report(
+    args: argparse.Namespace, rate: float, rate_runs: list[common.WrkResult], rounds: list[Round]
+) -> common.Results:
+    def median(values: list[float]) -> float:
+        return statistics.median(values)
+
+    def listed(values: list[float]) -> str:
+        return ", ".join(f"{value:.1f}" for value in values)
+
+    n = len(rounds)
     results = common.Results(
         f"Benchmark 2: HTTP cost of embedded jobs (GET /api/users/, gunicorn 2 workers, {args.users:,} users)"
     )
-    results.add("capacity, jobs off (sets the rate)", f"{off.capacity.requests_per_s:,.0f} req/s")
     results.add(
-        f"jobs off at {rate:,.0f} req/s",
-        f"p50 {off.at_rate.p(50):.1f} ms, p99 {off.at_rate.p(99):.1f} ms, {off.at_rate.errors} errors",
+        f"capacity, jobs off, median of {len(rate_runs)} (sets the rate)",
+        f"{median([run.requests_per_s for run in rate_runs]):,.0f} req/s "
+        f"({', '.join(f'{run.requests_per_s:.0f}' for run in rate_runs)})",
     )
-    results.add(
-        f"jobs on at {rate:,.0f} req/s",
-        f"p50 {on.at_rate.p(50):.1f} ms, p99 {on.at_rate.p(99):.1f} ms, {on.at_rate.errors} errors",
-    )
-    p99_ratio = on.at_rate.p(99) / off.at_rate.p(99)
+    p99 = {}
+    for side in ("off", "on"):
+        runs: list[common.RateResult] = [getattr(each, side) for each in rounds]
+        p50s, p99s = [run.p(50) for run in runs], [run.p(99) for run in runs]
+        p99[side] = median(p99s)
+        results.add(
+            f"jobs {side} at {rate:,.0f} req/s, median of {n}",
+            f"p50 {median(p50s):.1f} ms, p99 {p99[side]:.1f} ms (p99s {listed(p99s)})",
+        )
+    p99_ratio = p99["on"] / p99["off"]
     results.add("p99 on / off", f"{p99_ratio:.2f}x", "<= 1.3x", p99_ratio <= 1.3)
-    errors = off.at_rate.errors + on.at_rate.errors
+    errors = sum(each.off.errors + each.on.errors for each in rounds)
     results.add("errors at the fixed rate", str(errors), "0", errors == 0)
-    off_median, on_median = median_capacity(offs), median_capacity(ons)
-    throughput = on_median / off_median
-    rounds = len(offs)
-    results.add(
-        f"capacity off, median of {rounds}",
-        f"{off_median:,.0f} req/s ({', '.join(f'{r.requests_per_s:.0f}' for r in offs)})",
-    )
-    results.add(
-        f"capacity on (full sync running), median of {rounds}",
-        f"{on_median:,.0f} req/s ({', '.join(f'{r.requests_per_s:.0f}' for r in ons)})",
-    )
+    capacity = {}
+    for side, label in (("off", "capacity off"), ("on", "capacity on (full sync running)")):
+        values = [getattr(each, f"{side}_capacity").requests_per_s for each in rounds]
+        capacity[side] = median(values)
+        results.add(
+            f"{label}, median of {n}",
+            f"{capacity[side]:,.0f} req/s ({', '.join(f'{value:.0f}' for value in values)})",
+        )
+    throughput = capacity["on"] / capacity["off"]
     results.add("capacity on / off", f"{throughput:.2f}x", ">= 0.9x", throughput >= 0.9)
-    assert on.syncs is not None
-    results.note(f"Jobs on, in the {args.window} s window: {on.syncs.describe()}.")
+    for number, each in enumerate(rounds, 1):
+        results.note(
+            f"Round {number}: p99 {each.off.p(99):.1f} / {each.on.p(99):.1f} ms (off / on); "
+            f"jobs on, in the {args.window} s window: {each.syncs.describe()}."
+        )
+    answered = ", ".join(f"{each.off.answered:,} / {each.on.answered:,}" for each in rounds)
     results.note(
         f"Fixed rate, evenly spaced, from {common.RATE_WORKERS} hey senders started 1/rate apart; "
-        f"answered {off.at_rate.answered:,} / {on.at_rate.answered:,} of {off.at_rate.expected:,} due "
-        "(off / on). Capacity with wrk, 1 thread, 8 connections. The load generators run unpinned: "
+        f"answered {answered} (off / on, by round) of {rounds[0].off.expected:,} due. "
+        "Capacity with wrk, 1 thread, 8 connections. The load generators run unpinned: "
         "at half capacity hey needs a few % of one core."
     )
-    if on.syncs.full_runs == 0:
-        results.note("No full sync finished inside the window: make --window longer.")
-    results.print()
+    if any(each.syncs.full_runs == 0 for each in rounds):
+        results.note("In some round no full sync finished inside the window: make --window longer.")
+    return results
 
 
 def _later(seconds: float, action: Callable[[], None]) -> threading.Thread:
