@@ -70,9 +70,11 @@ def pre_fork(server, worker):  # type: ignore[no-untyped-def]
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    from stayy.runtime import embedded
+    from stayy.runtime import embedded, heap
 
     embedded.start()
+    # Last: what the app and its job server keep for good is loaded by now.
+    heap.freeze_startup_objects()
 
 
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]

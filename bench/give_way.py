@@ -10,7 +10,8 @@ then 20 ms idle) runs alone, and next to a full sync of every user without
 pause (``user_sync_from_upstream``, all records unchanged, started again
 when it ends), once with ``give_way`` as shipped and once with it turned off.
 The phases alternate for ``--rounds`` rounds; each line is the median of the
-rounds' percentiles.
+rounds' percentiles. Like a gunicorn worker, the process freezes its startup
+objects (``stayy.runtime.heap``) before measuring.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def main() -> None:
     args = parser.parse_args()
 
     stage = load.prepare("give_way", users=args.users)
+    from stayy.runtime import heap
+
+    heap.freeze_startup_objects()  # as a gunicorn worker does once the app is loaded
     by_phase: dict[str, list[tuple[float, float, int]]] = {name: [] for name in PHASES}
     try:
         for round_number in range(1, args.rounds + 1):

@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from stayy import services
 from stayy.conf import stayy_settings
+from stayy.runtime import heap
 from stayy.scheduling import registry
 from stayy.scheduling.server import JobServer
 
@@ -93,6 +94,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        heap.freeze_startup_objects()
         self.stdout.write(
             f"job server {server.name} running (lease in {server.lease.backend}); Ctrl-C stops it"
         )
