@@ -255,7 +255,8 @@ def user_sync_from_upstream(
     is never applied.
     Returns the counters also passed to ``on_progress`` after every page:
     pages, created, updated, unchanged, deactivated, rejected. When any user
-    was created, updated or deactivated, the cached user stats are refreshed,
+    was created, updated or deactivated, the users table is vacuumed (on
+    PostgreSQL, outside a transaction) and the cached user stats are refreshed,
     also if the run stops or fails after such a page. See docs/upstream.md for
     the rules per record.
 
@@ -289,6 +290,7 @@ def user_sync_from_upstream(
         )
     finally:
         if counts["created"] or counts["updated"] or counts["deactivated"]:
+            _sync_vacuum()
             _sync_refresh_stats()
     sync_logger.info("upstream sync: %s", ", ".join(f"{key}={value}" for key, value in counts.items()))
     return counts
@@ -373,6 +375,8 @@ def _sync_pages(
                     page_counts = _sync_page(checked, now=timezone.now())
                     if page.next_cursor != cursor:
                         sync_state.advance_cursor(SYNC_CURSOR_NAME, page.next_cursor)
+                    if not page.has_more:
+                        sync_db.page_commit_durably()  # for the vacuum after the run
                 # PostgreSQL's time counts (its work for this page); giving way does not.
                 applied = time.monotonic() - started - (activity.waited_seconds() - waited)
                 cursor = page.next_cursor
@@ -400,6 +404,20 @@ def _sync_pages(
             abandoned.set()
             if pending is not None:
                 pending.cancel()
+
+
+def _sync_vacuum() -> None:
+    """Vacuum the users table after a sync changed users, so that the list's count stays index-only
+    (:func:`users.repository.sync_db.mirrors_vacuum`); a failure here must not hide the sync's own."""
+    started = time.monotonic()
+    try:
+        vacuumed = sync_db.mirrors_vacuum()
+    except Exception:
+        sync_logger.exception("upstream sync: the users table was not vacuumed")
+        return
+    if vacuumed:
+        took_ms = (time.monotonic() - started) * 1000
+        sync_logger.info("upstream sync: users table vacuumed in %.0f ms", took_ms)
 
 
 def _sync_refresh_stats() -> None:

@@ -8,6 +8,11 @@ pages of a 100,000-user table, and the count then reads the heap (measured:
 time). By default autovacuum waits until 20% of the rows changed, 20,000 at
 100,000 users; with these settings it runs after 1,000, and only visits the
 pages that changed.
+
+The sync's own updates rarely reach that count: they are HOT, and their old
+versions are pruned as pages are read, which lowers the count of dead rows
+(found later, 2026-12-06). So the sync also vacuums the table itself after a
+run that wrote (``users.repository.sync_db.mirrors_vacuum``).
 """
 
 from django.db import migrations
