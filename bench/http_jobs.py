@@ -1,6 +1,7 @@
 """Benchmark 2, HTTP cost of embedded jobs: ``GET /api/users/`` on gunicorn (2 workers), jobs off vs on.
 
-``python -m bench.http_jobs [--users 100000] [--rounds 3] [--window 120] [--capacity-seconds 15]``
+``python -m bench.http_jobs [--users 100000] [--rounds 3] [--window 120] [--capacity-seconds 15]
+[--capacity-pairs 5]``
 
 1. The rate: a jobs-off server's capacity (wrk, closed loop), measured three
    times; half the median is the fixed rate of every window.
@@ -13,8 +14,12 @@
      full sync of every user runs inside it (its cursor is reset 5 s in);
      then its capacity while another full sync runs.
 
-The ratios are of the medians over the rounds: this VM's speed drifts by tens
-of percent within minutes, and alternating rounds let both sides see it alike.
+3. More capacity pairs, up to ``--capacity-pairs`` in all: a fresh jobs-on
+   server (a full sync running), then a fresh jobs-off one; the reverse of the
+   rounds' order, so that a drift of the machine's speed weighs on both sides.
+
+The ratios are of the medians: this VM's speed drifts by tens of percent
+within minutes, and alternating servers let both sides see it alike.
 
 Targets: p99 on <= 1.3x p99 off, no errors; throughput on >= 0.9x off.
 """
@@ -114,6 +119,26 @@ def round_on(
         server.stop()
 
 
+def capacity_off(stage: load.Stage, name: str, seconds: int) -> common.WrkResult:
+    """Capacity of a fresh jobs-off server."""
+    server, base = load.gunicorn(stage, name, jobs=False)
+    try:
+        return measure_capacity(f"{base}/api/users/", stage.token, seconds)
+    finally:
+        server.stop()
+
+
+def capacity_on(stage: load.Stage, name: str, seconds: int) -> common.WrkResult:
+    """Capacity of a fresh jobs-on server while a full sync runs."""
+    started = timezone.now()
+    server, base = load.gunicorn(stage, name, jobs=True)
+    try:
+        load.wait_for_leader(load.SYNC_JOB, after=started)
+        return capacity_with_full_sync(stage, f"{base}/api/users/", seconds)
+    finally:
+        server.stop()
+
+
 def capacity_with_full_sync(stage: load.Stage, url: str, seconds: int) -> common.WrkResult:
     """Capacity of a jobs-on server once the full sync started (its cursor reset first)."""
     load.full_sync_now()
@@ -133,9 +158,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Rounds of jobs off, then on (medians).")
     parser.add_argument("--window", type=int, default=120, help="Seconds at the fixed rate, per server.")
     parser.add_argument("--capacity-seconds", type=int, default=15)
+    parser.add_argument(
+        "--capacity-pairs",
+        type=int,
+        default=5,
+        help="Pairs of capacity runs in all (one per round, then on-then-off pairs).",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.capacity_pairs < args.rounds:
+        parser.error("--capacity-pairs must be at least --rounds")
 
     stage = load.prepare("http_jobs", users=args.users)
     rounds: list[Round] = []
@@ -151,13 +184,23 @@ def main() -> None:
                 stage, number, rate=rate, window=args.window, seconds=args.capacity_seconds
             )
             rounds.append(Round(off_capacity, off, on, on_capacity, syncs))
+        offs = [each.off_capacity for each in rounds]
+        ons = [each.on_capacity for each in rounds]
+        for number in range(args.rounds + 1, args.capacity_pairs + 1):
+            ons.append(capacity_on(stage, f"gunicorn-on-{number}", args.capacity_seconds))
+            offs.append(capacity_off(stage, f"gunicorn-off-{number}", args.capacity_seconds))
     finally:
         stage.stop()
-    report(args, rate, rate_runs, rounds).print()
+    report(args, rate, rate_runs, rounds, capacity={"off": offs, "on": ons}).print()
 
 
 def report(
-    args: argparse.Namespace, rate: float, rate_runs: list[common.WrkResult], rounds: list[Round]
+    args: argparse.Namespace,
+    rate: float,
+    rate_runs: list[common.WrkResult],
+    rounds: list[Round],
+    *,
+    capacity: dict[str, list[common.WrkResult]],
 ) -> common.Results:
     def median(values: list[float]) -> float:
         return statistics.median(values)
@@ -187,15 +230,15 @@ def report(
     results.add("p99 on / off", f"{p99_ratio:.2f}x", "<= 1.3x", p99_ratio <= 1.3)
     errors = sum(each.off.errors + each.on.errors for each in rounds)
     results.add("errors at the fixed rate", str(errors), "0", errors == 0)
-    capacity = {}
+    medians = {}
     for side, label in (("off", "capacity off"), ("on", "capacity on (full sync running)")):
-        values = [getattr(each, f"{side}_capacity").requests_per_s for each in rounds]
-        capacity[side] = median(values)
+        values = [run.requests_per_s for run in capacity[side]]
+        medians[side] = median(values)
         results.add(
-            f"{label}, median of {n}",
-            f"{capacity[side]:,.0f} req/s ({', '.join(f'{value:.0f}' for value in values)})",
+            f"{label}, median of {len(values)}",
+            f"{medians[side]:,.0f} req/s ({', '.join(f'{value:.0f}' for value in values)})",
         )
-    throughput = capacity["on"] / capacity["off"]
+    throughput = medians["on"] / medians["off"]
     results.add("capacity on / off", f"{throughput:.2f}x", ">= 0.9x", throughput >= 0.9)
     for number, each in enumerate(rounds, 1):
         results.note(
@@ -206,7 +249,8 @@ def report(
     results.note(
         f"Fixed rate, evenly spaced, from {common.RATE_WORKERS} hey senders started 1/rate apart; "
         f"answered {answered} (off / on, by round) of {rounds[0].off.expected:,} due. "
-        "Capacity with wrk, 1 thread, 8 connections. The load generators run unpinned: "
+        f"Capacity with wrk, 1 thread, 8 connections, {args.capacity_seconds} s a server: in each round "
+        "off then on, in the further pairs on then off. The load generators run unpinned: "
         "at half capacity hey needs a few % of one core."
     )
     if any(each.syncs.full_runs == 0 for each in rounds):
