@@ -255,9 +255,10 @@ def user_sync_from_upstream(
     is never applied.
     Returns the counters also passed to ``on_progress`` after every page:
     pages, created, updated, unchanged, deactivated, rejected. When any user
-    was created, updated or deactivated, the users table is vacuumed (on
-    PostgreSQL, outside a transaction) and the cached user stats are refreshed,
-    also if the run stops or fails after such a page. See docs/upstream.md for
+    was created, updated or deactivated, the cached user stats are refreshed,
+    also if the run stops or fails after such a page; when any was updated,
+    the users table is vacuumed first (on PostgreSQL, outside a transaction,
+    unless the run is stopping). See docs/upstream.md for
     the rules per record.
 
     ``pause`` yields between pages: after a page that more pages follow, the
@@ -289,8 +290,9 @@ def user_sync_from_upstream(
             wait=wait or _sleep_unless_stopped(should_stop),
         )
     finally:
-        if counts["created"] or counts["updated"] or counts["deactivated"]:
+        if counts["updated"] and not should_stop():  # a stopping run leaves it to the next one
             _sync_vacuum()
+        if counts["created"] or counts["updated"] or counts["deactivated"]:
             _sync_refresh_stats()
     sync_logger.info("upstream sync: %s", ", ".join(f"{key}={value}" for key, value in counts.items()))
     return counts
@@ -375,7 +377,7 @@ def _sync_pages(
                     page_counts = _sync_page(checked, now=timezone.now())
                     if page.next_cursor != cursor:
                         sync_state.advance_cursor(SYNC_CURSOR_NAME, page.next_cursor)
-                    if not page.has_more:
+                    if not page.has_more and counts["updated"] + page_counts["updated"]:
                         sync_db.page_commit_durably()  # for the vacuum after the run
                 # PostgreSQL's time counts (its work for this page); giving way does not.
                 applied = time.monotonic() - started - (activity.waited_seconds() - waited)
@@ -407,7 +409,7 @@ def _sync_pages(
 
 
 def _sync_vacuum() -> None:
-    """Vacuum the users table after a sync changed users, so that the list's count stays index-only
+    """Vacuum the users table after a sync updated users, so that the list's count stays index-only
     (:func:`users.repository.sync_db.mirrors_vacuum`); a failure here must not hide the sync's own."""
     started = time.monotonic()
     try:

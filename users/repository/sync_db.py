@@ -181,17 +181,19 @@ def _page_rows_orm(external_ids: Collection[str], emails: Collection[str], usern
 
 
 def mirrors_vacuum() -> bool:
-    """Vacuum the users table after a sync wrote to it (PostgreSQL, outside a transaction); ``True`` if run.
+    """Vacuum the users table after a sync updated it (PostgreSQL, outside a transaction); ``True`` if run.
 
     The user list counts with ``COUNT(*)``, which PostgreSQL answers from an
     index alone only on pages a vacuum marked all-visible, and each row the
     sync writes clears that mark on its page: 2,000 changed mirrors touch most
     pages of a 100,000-user table, and each list request's count then reads the
     heap (15.3 ms against 9-10 ms, measured). Autovacuum does not come for
-    it: the sync's updates are HOT, PostgreSQL prunes their old versions as it
+    updates: the sync's are HOT, PostgreSQL prunes their old versions as it
     reads the pages, and the count of dead rows that starts autovacuum stays
     low (1,665 HOT updates left 145 counted, measured), so the pages stayed
-    unmarked for as long as was watched. A vacuum visits only the unmarked
+    unmarked for as long as was watched. (Inserts start autovacuum by their
+    own count, and deactivations change an indexed column, so their dead rows
+    count.) A vacuum visits only the unmarked
     pages and skips the indexes while they hold few dead entries;
     ``TRUNCATE false`` keeps it from taking the lock that would stop reads
     while it cuts empty pages off the table's end.
