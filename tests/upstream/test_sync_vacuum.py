@@ -37,8 +37,8 @@ def count_heap_fetches() -> int:
     return int(scan["Heap Fetches"])
 
 
-def sync(**options: object) -> dict[str, int]:
-    return services.user_sync_from_upstream(should_stop=lambda: False, **options)  # type: ignore[arg-type]
+def sync() -> dict[str, int]:
+    return services.user_sync_from_upstream(should_stop=lambda: False)
 
 
 def synced_and_vacuumed() -> None:
