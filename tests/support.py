@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from django.db import connection
@@ -57,3 +58,8 @@ def storage_parameters(table: str) -> set[str]:
         cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
         (options,) = cursor.fetchone()
     return set(options or [])
+
+
+def json_log_lines(output: str) -> list[dict[str, Any]]:
+    """The lines of a child's output written in the JSON log format (gunicorn's own lines are not)."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]

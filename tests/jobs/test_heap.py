@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import signal
 import sys
 import uuid
@@ -12,6 +11,7 @@ import pytest
 
 from stayy.runtime import heap
 from tests.jobs.support import BIN_DIR, free_port, parent_pid, running, subprocess_env, wait_until
+from tests.support import json_log_lines
 
 #: Far fewer objects than Django, DRF and the app leave tracked once loaded (about 100,000).
 LOADED_APP_OBJECTS = 10_000
@@ -33,14 +33,11 @@ def test_frozen_objects_are_left_out_and_new_ones_are_collected_as_before():
 
 def _freezes(output: str) -> dict[int, int]:
     """pid -> objects frozen, from the JSON log lines of :func:`heap.freeze_startup_objects`."""
-    found = {}
-    for line in output.splitlines():
-        if not line.startswith("{"):
-            continue
-        record = json.loads(line)
-        if record["logger"] == "stayy.runtime" and record["message"].startswith("froze "):
-            found[record["pid"]] = int(record["message"].split()[1])
-    return found
+    return {
+        record["pid"]: int(record["message"].split()[1])
+        for record in json_log_lines(output)
+        if record["logger"] == "stayy.runtime" and record["message"].startswith("froze ")
+    }
 
 
 @pytest.mark.processes

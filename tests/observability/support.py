@@ -23,6 +23,7 @@ from tests.support import (  # re-exported for the tests of this folder
     Timeout as Timeout,
     child_database_url as child_database_url,
     free_port as free_port,
+    json_log_lines,
     wait_until as wait_until,
 )
 
@@ -100,11 +101,7 @@ class Gunicorn:
 
     def json_lines(self) -> list[dict[str, Any]]:
         """The output lines written in the JSON log format (gunicorn's own lines are not)."""
-        lines = []
-        for line in self.output().splitlines():
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-        return lines
+        return json_log_lines(self.output())
 
     def get(self, path: str, **kwargs: Any) -> Response:
         return http_get(self.base_url + path, **kwargs)
