@@ -1,8 +1,11 @@
 """Tables of the job runtime: the job catalog, the run history and the leader lease.
 
-The run row is also the claim of a scheduled tick: a partial unique index on
+The run row is also the claim: a partial unique index on
 ``(job_name, scheduled_for)`` for scheduled runs makes a second execution of
-the same tick impossible, whichever process tries it.
+the same tick impossible, and one on ``job_name`` where a run is ``active``
+makes a second run of a job that still executes impossible, whichever
+process tries it and whatever kind of run it is (only ``runjobs --run
+--force`` steps aside, as ``forced``).
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ class JobRun(models.Model):
     active = models.BooleanField(
         default=False, help_text="The handler is executing (it may outlive a timed-out run)."
     )
+    forced = models.BooleanField(
+        default=False,
+        help_text="Started with runjobs --run --force: it may execute beside another run of the job.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -93,6 +100,11 @@ class JobRun(models.Model):
                 fields=["job_name", "scheduled_for"],
                 condition=Q(trigger="schedule"),
                 name="stayy_jobrun_one_row_per_tick",
+            ),
+            models.UniqueConstraint(
+                fields=["job_name"],
+                condition=Q(active=True, forced=False),
+                name="stayy_jobrun_one_executing",
             ),
         ]
         # The history pages filter by one of job, status or trigger (or a date range) and

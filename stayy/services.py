@@ -19,6 +19,7 @@ from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
 from stayy.repository import catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
+from stayy.scheduling.tracker import tracker
 
 
 def job_get(*, name: str) -> Job:
@@ -89,14 +90,15 @@ def job_run_in_process(
 ) -> JobRun:
     """Run a job once, now, in the calling thread (``runjobs --run``); takes no lease.
 
-    Refuses with :class:`JobBusy` if the job is executing elsewhere, unless ``force``.
+    Refuses with :class:`JobBusy` if the job is executing elsewhere, unless ``force``. A run of a
+    process that stopped heartbeating ``JOB_RUN_STALE_AFTER`` ago is closed first as lost.
     """
     spec = registry.get(name)
-    runs.reap_lost(stale_after=stayy_settings.run_stale_after)
-    other = runs.active_elsewhere(job_name=name)
-    if other is not None and not force:
-        raise JobBusy(f"{name} is executing elsewhere: run {other.pk} on {other.host} pid {other.pid}")
-    run = runs.create_started(job_name=name, trigger=JobRun.Trigger.COMMAND)
+    runs.reap_lost(stale_after=stayy_settings.run_stale_after, keep=tracker.running())
+    try:
+        run = runs.create_started(job_name=name, trigger=JobRun.Trigger.COMMAND, forced=force)
+    except runs.JobExecuting as busy:
+        raise JobBusy(f"{name} is executing elsewhere: {busy}") from None
     runner.execute(spec, run, on_progress=on_progress)
     run.refresh_from_db()
     return run

@@ -3,8 +3,10 @@
 Redis: redis-py's :class:`~redis.lock.Lock` (SET NX PX to take it, token-checked
 scripts to extend and release it), on a client whose socket timeouts are a
 sixth of the TTL so a stalled renew cannot outlive the lease. Database: one
-conditional UPDATE takes or renews the row, on SQLite and PostgreSQL alike.
-Either way the ``LeaderLease`` row tells the API and the admin who leads.
+conditional UPDATE takes or renews the row, on SQLite and PostgreSQL alike,
+with expiry times on the database's clock (``now()``), so a host whose clock
+is off neither takes a live lease nor keeps an expired one. Either way the
+``LeaderLease`` row tells the API and the admin who leads.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import contextlib
 import logging
 import os
 import socket
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 import redis
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.db.models.functions import Now
 from redis.exceptions import LockError, LockNotOwnedError
 
 from stayy.models import LeaderLease
@@ -29,16 +31,20 @@ logger = logging.getLogger("stayy.jobs")
 HOST = socket.gethostname()
 
 
-def _leader_fields(*, token: str, backend: str, since: datetime, ttl: float) -> dict[str, Any]:
-    """The lease row's fields for a leader in this process, starting its term at ``since``."""
+def _leader_fields(*, token: str, backend: str, ttl: float) -> dict[str, Any]:
+    """The lease row's fields for a leader in this process, starting its term now (database clock)."""
     return {
         "holder": token,
         "host": HOST,
         "pid": os.getpid(),
         "backend": backend,
-        "since": since,
-        "expires_at": since + timedelta(seconds=ttl),
+        "since": Now(),
+        "expires_at": _expiry(ttl),
     }
+
+
+def _expiry(ttl: float) -> Any:
+    return Now() + timedelta(seconds=ttl)
 
 
 class LeaseUnavailable(Exception):
@@ -64,11 +70,10 @@ class DatabaseLease:
         self.name, self.token, self.ttl = name, token, ttl
 
     def acquire(self) -> bool:
-        now = timezone.now()
-        fields = _leader_fields(token=self.token, backend=self.backend, since=now, ttl=self.ttl)
+        fields = _leader_fields(token=self.token, backend=self.backend, ttl=self.ttl)
         # Our own unexpired row counts as free: a term that ended without a release
         # (e.g. the database blinked) can be resumed at once.
-        free = Q(holder="") | Q(holder=self.token) | Q(expires_at__lt=now) | Q(expires_at__isnull=True)
+        free = Q(holder="") | Q(holder=self.token) | Q(expires_at__lt=Now()) | Q(expires_at__isnull=True)
         if LeaderLease.objects.filter(Q(name=self.name) & free).update(**fields):
             return True
         try:
@@ -79,17 +84,12 @@ class DatabaseLease:
         return True
 
     def renew(self) -> bool:
-        now = timezone.now()
         return bool(
-            LeaderLease.objects.filter(name=self.name, holder=self.token).update(
-                expires_at=now + timedelta(seconds=self.ttl)
-            )
+            LeaderLease.objects.filter(name=self.name, holder=self.token).update(expires_at=_expiry(self.ttl))
         )
 
     def release(self) -> None:
-        LeaderLease.objects.filter(name=self.name, holder=self.token).update(
-            holder="", expires_at=timezone.now()
-        )
+        LeaderLease.objects.filter(name=self.name, holder=self.token).update(holder="", expires_at=Now())
 
 
 class RedisLease:
@@ -151,22 +151,20 @@ class RedisLease:
             logger.info("lease %s not released cleanly (%s); it expires by itself", self.key, exc)
         # Only informational here; the Redis key was the lease.
         with contextlib.suppress(DatabaseError):
-            LeaderLease.objects.filter(name=self.name, holder=self.token).update(
-                holder="", expires_at=timezone.now()
-            )
+            LeaderLease.objects.filter(name=self.name, holder=self.token).update(holder="", expires_at=Now())
 
     def _publish(self, *, renewed: bool = False) -> None:
         """Tell the API and admin who leads and until when; the lease itself is in Redis.
 
         Best effort: a database hiccup must not cost the lease.
         """
-        now = timezone.now()
-        expires_at = now + timedelta(seconds=self.ttl)
         try:
             if renewed:
-                LeaderLease.objects.filter(name=self.name, holder=self.token).update(expires_at=expires_at)
+                LeaderLease.objects.filter(name=self.name, holder=self.token).update(
+                    expires_at=_expiry(self.ttl)
+                )
                 return
-            fields = _leader_fields(token=self.token, backend=self.backend, since=now, ttl=self.ttl)
+            fields = _leader_fields(token=self.token, backend=self.backend, ttl=self.ttl)
             LeaderLease.objects.update_or_create(name=self.name, defaults=fields)
         except DatabaseError as exc:
             logger.warning("could not record the leader in the database: %s", exc)
@@ -194,9 +192,6 @@ def check_database() -> None:
 
 
 def current_leader(name: str) -> LeaderLease | None:
-    row = LeaderLease.objects.filter(name=name).exclude(holder="").first()
-    if row is None:
-        return None
-    if row.expires_at is not None and row.expires_at < timezone.now():
-        return None
-    return row
+    """The lease's holder, unless its lease expired (by the database's clock)."""
+    unexpired = Q(expires_at__isnull=True) | Q(expires_at__gte=Now())
+    return LeaderLease.objects.filter(unexpired, name=name).exclude(holder="").first()

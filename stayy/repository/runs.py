@@ -1,4 +1,12 @@
-"""Run history queries. The run row is the claim of a tick, so claims happen here."""
+"""Run history queries. The run row is the claim of a run, so claims happen here.
+
+Every claim is one insert or update that the database's unique indexes
+decide (one row per tick; one executing run per job), so "is one executing?"
+and "claim it" are one step for every kind of run. Heartbeats and stale
+cut-offs use the database's clock (``now()``), never the host's, and every
+write of a run's end first checks that the row is still its own (``active``):
+a run closed by someone else meanwhile is never overwritten.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,8 @@ from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, Q, Value
+from django.db.models.functions import Concat, Now
 from django.utils import timezone
 
 from stayy.models import JobRun
@@ -26,6 +35,25 @@ Status = JobRun.Status
 
 def _where() -> dict[str, Any]:
     return {"host": HOST, "pid": os.getpid()}
+
+
+class JobExecuting(Exception):
+    """A claim was refused: another run of the job holds its execution slot (``run``, if still there)."""
+
+    def __init__(self, run: JobRun | None) -> None:
+        super().__init__(describe_executing(run))
+        self.run = run
+
+
+def describe_executing(run: JobRun | None) -> str:
+    if run is None:
+        return "another run of the job was executing"
+    return f"run {run.pk} on {run.host} pid {run.pid}"
+
+
+def stale_before(seconds: float) -> Any:
+    """The database's ``now()`` minus ``seconds``: heartbeats older than this are stale."""
+    return Now() - timedelta(seconds=seconds)
 
 
 def running_run(
@@ -46,14 +74,15 @@ def running_run(
         active=True,
         created_at=now,
         started_at=now,
-        heartbeat_at=now,
+        heartbeat_at=Now(),
         requested_by=requested_by,
         **_where(),
     )
 
 
 def claim_tick(*, job_name: str, scheduled_for: datetime) -> JobRun | None:
-    """Insert the ``running`` row of a scheduled tick; ``None`` if another process has it."""
+    """Insert the ``running`` row of a scheduled tick; ``None`` if the tick already has a row or
+    another run of the job executes (:func:`executing_run` tells which)."""
     run = running_run(job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE)
     try:
         with transaction.atomic():
@@ -61,6 +90,12 @@ def claim_tick(*, job_name: str, scheduled_for: datetime) -> JobRun | None:
     except IntegrityError:
         return None
     return run
+
+
+def tick_has_row(*, job_name: str, scheduled_for: datetime) -> bool:
+    return JobRun.objects.filter(
+        job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE
+    ).exists()
 
 
 def record_tick(*, job_name: str, scheduled_for: datetime, status: str, reason: str) -> bool:
@@ -111,12 +146,21 @@ def record_missed_ticks(*, job_name: str, ticks: Iterable[datetime], reason: str
     return after - before
 
 
-def create_started(*, job_name: str, trigger: str, requested_by: str = "") -> JobRun:
-    """A run that is not a scheduled tick (``runjobs --run``), started now in this process."""
+def create_started(*, job_name: str, trigger: str, requested_by: str = "", forced: bool = False) -> JobRun:
+    """A run that is not a scheduled tick (``runjobs --run``), started now in this process.
+
+    Raises :class:`JobExecuting` if another run of the job executes, unless ``forced`` (then the
+    run does not hold the job's slot).
+    """
     run = running_run(
         job_name=job_name, scheduled_for=timezone.now(), trigger=trigger, requested_by=requested_by
     )
-    run.save(force_insert=True)
+    run.forced = forced
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+    except IntegrityError:
+        raise JobExecuting(executing_run(job_name=job_name)) from None
     return run
 
 
@@ -137,14 +181,24 @@ def queued_runs(*, limit: int = 20) -> list[JobRun]:
     return list(JobRun.objects.filter(status=Status.QUEUED).order_by("created_at")[:limit])
 
 
-def claim_queued(run_id: int) -> bool:
-    """Move a queued run to ``running`` in this process; ``False`` if another process took it."""
-    now = timezone.now()
-    return bool(
-        JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-            status=Status.RUNNING, active=True, started_at=now, heartbeat_at=now, **_where()
-        )
-    )
+def claim_queued(run_id: int, *, job_name: str) -> bool:
+    """Move a queued run to ``running`` in this process; ``False`` if another process took it.
+
+    Raises :class:`JobExecuting` if another run of the job executes (the request stays queued).
+    """
+    try:
+        with transaction.atomic():
+            return bool(
+                JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+                    status=Status.RUNNING,
+                    active=True,
+                    started_at=timezone.now(),
+                    heartbeat_at=Now(),
+                    **_where(),
+                )
+            )
+    except IntegrityError:
+        raise JobExecuting(executing_run(job_name=job_name)) from None
 
 
 def close_queued(run_id: int, *, status: str, reason: str) -> None:
@@ -153,23 +207,10 @@ def close_queued(run_id: int, *, status: str, reason: str) -> None:
     )
 
 
-def _still_executing(job_name: str, stale_after: float | None) -> QuerySet[JobRun]:
-    """Runs of the job whose handler still executes; with ``stale_after``, only those whose process
-    heartbeated within that many seconds (the others are lost, and closed by :func:`reap_lost`)."""
-    qs = JobRun.objects.filter(job_name=job_name, active=True)
-    if stale_after is not None:
-        qs = qs.filter(heartbeat_at__gte=timezone.now() - timedelta(seconds=stale_after))
-    return qs.order_by("-started_at")
-
-
-def active_elsewhere(
-    *, job_name: str, exclude_run_id: int | None = None, stale_after: float | None = None
-) -> JobRun | None:
-    """A run of the job whose handler is still executing, if any (see :func:`_still_executing`)."""
-    qs = _still_executing(job_name, stale_after)
-    if exclude_run_id is not None:
-        qs = qs.exclude(pk=exclude_run_id)
-    return qs.first()
+def executing_run(*, job_name: str) -> JobRun | None:
+    """The run holding the job's execution slot, if any (a run of a lost process holds it until
+    :func:`reap_lost` closes it)."""
+    return JobRun.objects.filter(job_name=job_name, active=True, forced=False).first()
 
 
 def last_scheduled_tick(*, job_name: str) -> datetime | None:
@@ -179,14 +220,19 @@ def last_scheduled_tick(*, job_name: str) -> datetime | None:
     return value
 
 
-def heartbeat(run_ids: Iterable[int]) -> None:
+def heartbeat(run_ids: Iterable[int]) -> set[int]:
+    """Refresh the heartbeat of runs this process executes; returns those whose row is still
+    theirs (``active``). A run missing from the answer was closed by someone else."""
     ids = list(run_ids)
-    if ids:
-        JobRun.objects.filter(pk__in=ids, active=True).update(heartbeat_at=timezone.now())
+    if not ids:
+        return set()
+    JobRun.objects.filter(pk__in=ids, active=True).update(heartbeat_at=Now())
+    return set(JobRun.objects.filter(pk__in=ids, active=True).values_list("pk", flat=True))
 
 
-def save_summary(run_id: int, summary: dict[str, Any]) -> None:
-    JobRun.objects.filter(pk=run_id).update(summary=summary, heartbeat_at=timezone.now())
+def save_summary(run_id: int, summary: dict[str, Any]) -> bool:
+    """Store a running run's progress; ``False`` if its row is no longer its own."""
+    return bool(JobRun.objects.filter(pk=run_id, active=True).update(summary=summary, heartbeat_at=Now()))
 
 
 def _finished_fields(run: JobRun, now: datetime) -> dict[str, Any]:
@@ -202,9 +248,11 @@ def finish(
     error: str = "",
     exc: BaseException | None = None,
     log: str = "",
-) -> None:
-    """Close a run whose handler returned. A run already closed as timed out keeps its status
-    (and gets the summary and the log the handler wrote until it returned).
+) -> bool:
+    """Close a run whose handler returned; ``False`` if its row is no longer its own (closed by a
+    reaper or at shutdown), which is then left as it is (see :func:`note_late_end`). A run
+    already closed as timed out keeps its status (and gets the summary and the log the handler
+    wrote until it returned).
 
     One plain ``UPDATE``, prepared on PostgreSQL (every run of every job ends here, and
     composing it through the ORM cost more than half of a one-second tick's CPU). Every
@@ -227,10 +275,17 @@ def finish(
         id=run.pk,
     )
     if connection.vendor == "postgresql":
-        prepared.execute(_finish_sql(tuple(values)), params)
-        return
+        return prepared.execute(_finish_sql(tuple(values)), params) == 1
     with connection.cursor() as cursor:
         cursor.execute(_finish_sql(tuple(values)), params)
+        return cursor.rowcount == 1
+
+
+def note_late_end(run_id: int, note: str) -> None:
+    """Add to the error of a run closed by someone else what its handler did when it returned."""
+    JobRun.objects.filter(pk=run_id, active=False).update(
+        error=Concat("error", Value(f"\n{note}"[: ERROR_MAX_CHARS // 2]))
+    )
 
 
 @cache
@@ -243,7 +298,10 @@ def _finish_sql(closing: tuple[str, ...]) -> str:
         for name in closing
     ]
     assignments += [f"{quote(name)} = %({name})s" for name in ("active", "summary", "log")]
-    return f"UPDATE {quote(JobRun._meta.db_table)} SET {', '.join(assignments)} WHERE {quote('id')} = %(id)s"
+    return (
+        f"UPDATE {quote(JobRun._meta.db_table)} SET {', '.join(assignments)} "
+        f"WHERE {quote('id')} = %(id)s AND {quote('active')}"
+    )
 
 
 def _db_value(field_name: str, value: Any) -> Any:
@@ -280,22 +338,23 @@ def abandon(run_ids: Iterable[int], *, reason: str) -> int:
     return closed
 
 
-def reap_lost(*, stale_after: float) -> int:
-    """Close runs whose process stopped heartbeating: failed ("process lost")."""
+def reap_lost(*, stale_after: float, keep: Iterable[int] = ()) -> int:
+    """Close runs whose process stopped heartbeating ``stale_after`` s ago (by the database's
+    clock) as failed ("process lost"), except the runs in ``keep`` (this process executes them)."""
     now = timezone.now()
-    cutoff = now - timedelta(seconds=stale_after)
-    lost = JobRun.objects.filter(active=True).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
-    )
+    stale = Q(heartbeat_at__lt=stale_before(stale_after)) | Q(heartbeat_at__isnull=True)
+    lost = JobRun.objects.filter(stale, active=True).exclude(pk__in=list(keep))
     closed = 0
     for run in lost:
         reason = f"process lost: {run.host}:{run.pid} stopped heartbeating"
+        # The same condition again: a heartbeat since the SELECT keeps the run alive.
+        still_lost = JobRun.objects.filter(stale, pk=run.pk, active=True)
         if run.status == Status.RUNNING:
-            closed += JobRun.objects.filter(pk=run.pk, status=Status.RUNNING, active=True).update(
+            closed += still_lost.filter(status=Status.RUNNING).update(
                 status=Status.FAILED, error=reason, active=False, **_finished_fields(run, now)
             )
         else:
-            JobRun.objects.filter(pk=run.pk, active=True).update(active=False)
+            still_lost.update(active=False)
     return closed
 
 

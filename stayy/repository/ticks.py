@@ -4,17 +4,20 @@ This is the path between a due tick and its ``started_at`` (what tick
 lateness measures), and ten ticks due at the same instant share two cores
 and one interpreter, so it is kept short: ``started_at`` is taken, then on
 PostgreSQL the read and the claim are one prepared statement. Elsewhere
-(SQLite in development) they are two.
+(SQLite in development) they are two. Either way the database's unique
+indexes decide the claim: a run of the job that started executing after the
+read makes the insert fail, and the claim reads the state again.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -32,7 +35,7 @@ class TickState:
     schedule_since: datetime | None
     #: The newest scheduled tick of the job that had a row before this claim.
     last_tick: datetime | None
-    #: A run of the job still executing (with a fresh heartbeat): the tick is skipped.
+    #: A run of the job still executing (or of a lost process, until it is reaped): the tick is skipped.
     executing: JobRun | None
 
 
@@ -73,8 +76,7 @@ def _executing_cte() -> str:
     return f"""
         executing AS (
             SELECT id, status, host, pid FROM {run_table}
-            WHERE job_name = %(job)s AND active = %(true)s AND heartbeat_at >= %(cutoff)s
-            ORDER BY started_at DESC LIMIT 1
+            WHERE job_name = %(job)s AND active = %(true)s AND forced = %(false)s
         )
     """
 
@@ -89,13 +91,13 @@ def _claim_sql() -> str:
         WITH {_executing_cte()},
         claimed AS (
             INSERT INTO {run_table} (
-                job_name, scheduled_for, {trigger}, status, active, created_at, started_at,
+                job_name, scheduled_for, {trigger}, status, active, forced, created_at, started_at,
                 heartbeat_at, finished_at, duration_ms, host, pid, requested_by, error, traceback,
                 summary, log
             )
             SELECT
-                %(job)s, %(tick)s, %(schedule)s, %(running)s, %(true)s, %(now)s, %(now)s,
-                %(now)s, NULL, NULL, %(host)s, %(pid)s, '', '', '', '{{}}'::jsonb, ''
+                %(job)s, %(tick)s, %(schedule)s, %(running)s, %(true)s, %(false)s, %(now)s, %(now)s,
+                now(), NULL, NULL, %(host)s, %(pid)s, '', '', '', '{{}}'::jsonb, ''
             WHERE NOT EXISTS (SELECT 1 FROM executing)
             ON CONFLICT (job_name, scheduled_for) WHERE {trigger} = '{JobRun.Trigger.SCHEDULE.value}'
             DO NOTHING
@@ -105,50 +107,64 @@ def _claim_sql() -> str:
     """
 
 
-def _params(job_name: str, stale_after: float, now: datetime) -> dict[str, Any]:
+def _params(job_name: str) -> dict[str, Any]:
     return {
         "job": job_name,
         "schedule": JobRun.Trigger.SCHEDULE.value,
         "running": Status.RUNNING.value,
         "true": True,
-        "cutoff": now - timedelta(seconds=stale_after),
+        "false": False,
     }
 
 
-def tick_state(*, job_name: str, stale_after: float) -> TickState:
+def tick_state(*, job_name: str) -> TickState:
     """The :class:`TickState` of a job, in one statement, without claiming anything."""
-    params = _params(job_name, stale_after, timezone.now())
-    params["cutoff"] = connection.ops.adapt_datetimefield_value(params["cutoff"])
+    params = _params(job_name)
     with connection.cursor() as cursor:
         cursor.execute(f"WITH {_executing_cte()} {_state_select(claimed='NULL')}", params)
         row = cursor.fetchone()
     return _state(job_name, row[1:])
 
 
-def claim_unless_executing(*, job_name: str, scheduled_for: datetime, stale_after: float) -> Claim:
-    """Read the job's :class:`TickState` and, unless a run of it still executes (heartbeating
-    within ``stale_after`` s), insert the ``running`` row of the tick, ``started_at`` now.
+#: Claims of one tick: a run that ended between the read and the insert lets the next one in.
+CLAIM_ATTEMPTS = 3
 
-    On PostgreSQL this is one prepared statement; ``last_tick`` is read from before the insert.
+
+def claim_unless_executing(*, job_name: str, scheduled_for: datetime) -> Claim:
+    """Read the job's :class:`TickState` and, unless a run of it still executes, insert the
+    ``running`` row of the tick, ``started_at`` now.
+
+    ``Claim.run`` is ``None`` when a run of the job executes (``state.executing``) or the tick
+    already has a row. On PostgreSQL the read and the insert are one prepared statement;
+    ``last_tick`` is read from before the insert.
     """
-    if connection.vendor != "postgresql":
-        state = tick_state(job_name=job_name, stale_after=stale_after)
-        if state.executing is not None:
+    for _ in range(CLAIM_ATTEMPTS):
+        state, run = _claim_once(job_name, scheduled_for)
+        if run is not None or state.executing is not None:
+            return Claim(state=state, run=run)
+        if runs.tick_has_row(job_name=job_name, scheduled_for=scheduled_for):
             return Claim(state=state, run=None)
-        return Claim(state=state, run=runs.claim_tick(job_name=job_name, scheduled_for=scheduled_for))
+    return Claim(state=state, run=None)
+
+
+def _claim_once(job_name: str, scheduled_for: datetime) -> tuple[TickState, JobRun | None]:
+    if connection.vendor != "postgresql":
+        state = tick_state(job_name=job_name)
+        if state.executing is not None:
+            return state, None
+        return state, runs.claim_tick(job_name=job_name, scheduled_for=scheduled_for)
     now = timezone.now()
-    run = runs.running_run(
-        job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE, now=now
-    )
-    params = _params(job_name, stale_after, now)
-    params.update(tick=scheduled_for, now=now, host=run.host, pid=run.pid)
-    row = _claim_row(params)
+    params = _params(job_name)
+    params.update(tick=scheduled_for, now=now, host=runs.HOST, pid=os.getpid())
+    try:
+        row = _claim_row(params)
+    except IntegrityError:  # another run of the job took its slot after the statement's read
+        return tick_state(job_name=job_name), None
+    state = _state(job_name, row[1:])
     if row[0] is None:
-        return Claim(state=_state(job_name, row[1:]), run=None)
-    run.pk = row[0]
-    run._state.adding = False  # it is stored: saving it again updates that row
-    run._state.db = connection.alias
-    return Claim(state=_state(job_name, row[1:]), run=run)
+        return state, None
+    # Read back through the ORM: the row as stored, heartbeat_at on the database's clock.
+    return state, JobRun.objects.get(pk=row[0])
 
 
 def _claim_row(params: dict[str, Any]) -> tuple[Any, ...]:

@@ -1,8 +1,14 @@
 """The job context handed to every handler, like Go's ``ctx``.
 
 It carries the run's identity, its deadline, a cancellation flag (set on
-timeout or shutdown), a logger bound to the run and a way to report progress.
-Handlers that loop over batches call :meth:`JobContext.check` between them.
+timeout, shutdown, or when the run's row is no longer its own), a logger
+bound to the run and a way to report progress. Handlers that loop over
+batches call :meth:`JobContext.check` between them.
+
+A run is *fenced*: once its process has gone ``stale_after`` seconds without
+a confirmed heartbeat (stopped, frozen, or cut off from the database), any
+other process may have closed its row and started the job again, so the
+context counts as cancelled from then on, before the next heartbeat tells.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class JobContext:
         trigger: str,
         timeout: float,
         on_progress: ProgressCallback | None = None,
+        stale_after: float | None = None,
     ) -> None:
         self.job_name = job_name
         self.run_id = run_id
@@ -52,10 +59,31 @@ class JobContext:
         self._cancel = threading.Event()
         self._cancel_reason = ""
         self._on_progress = on_progress
+        self._stale_after = stale_after
+        self._confirmed_at = self.started_monotonic
+        self.lost = False  # the run's row was closed by someone else
+
+    # --- fencing ----------------------------------------------------------
+    def confirm_alive(self) -> None:
+        """The run's row was still its own a moment ago (a heartbeat updated it)."""
+        self._confirmed_at = time.monotonic()
+
+    def lose(self, reason: str) -> None:
+        """The run's row is no longer its own: cancel the run for good."""
+        self.lost = True
+        self.cancel(f"lost: {reason}")
+
+    def _check_fence(self) -> None:
+        if self._stale_after is None or self._cancel.is_set():
+            return
+        unconfirmed = time.monotonic() - self._confirmed_at
+        if unconfirmed > self._stale_after:
+            self.lose(f"no heartbeat confirmed for {unconfirmed:.0f} s (process stopped, or database away)")
 
     # --- cancellation -----------------------------------------------------
     @property
     def cancelled(self) -> bool:
+        self._check_fence()
         return self._cancel.is_set()
 
     @property
@@ -69,7 +97,7 @@ class JobContext:
 
     def check(self) -> None:
         """Raise :class:`JobCancelled` if the run should stop; call it between batches."""
-        if self._cancel.is_set():
+        if self.cancelled:
             raise JobCancelled(self._cancel_reason)
 
     def time_left(self) -> float:

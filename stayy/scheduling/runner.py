@@ -3,14 +3,21 @@
 Scheduled ticks arrive here from the leader's executor with their scheduled
 time (APScheduler never tells a job function when it was due). A tick is
 claimed in one statement (:mod:`stayy.repository.ticks`): it reads the job's
-state and, unless the job still executes anywhere (a run whose process
-stopped heartbeating does not count; the leader's loop closes those), inserts
-the run row, unique per (job, scheduled time) in the database. Nothing else
+state and, unless the job still executes anywhere (a run of a lost process
+too, until the leader's loop closes it), inserts the run row; the
+database's unique indexes (one row per tick, one executing run per job)
+decide between concurrent claims. Nothing else
 stands between a due tick and its ``started_at``, which is what tick lateness
 measures. Then the ticks that were owed but not run are recorded as missed, and
 a tick skipped for an executing run is recorded as skipped. Whatever
 a run logs in its thread is captured (:class:`~stayy.observability.logcontext.RunLog`)
 and stored with the run's outcome, and with its timeout.
+
+A run's end is written only while its row is still its own; a run closed by
+someone else meanwhile (its process was stopped past the stale window) keeps
+that record, with a note of what the handler did when it came back. A
+handler that returns after its run was cancelled is recorded failed (or timed
+out), never succeeded.
 """
 
 from __future__ import annotations
@@ -49,7 +56,9 @@ PROGRESS_SAVE_INTERVAL = 1.0
 FINISH_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def overlap_reason(other: JobRun) -> str:
+def overlap_reason(other: JobRun | None) -> str:
+    if other is None:
+        return "previous run still running"
     if other.status == Status.TIMED_OUT:
         return f"previous run timed out and has not returned (run {other.pk} on {other.host}:{other.pid})"
     return f"previous run still running (run {other.pk} on {other.host}:{other.pid})"
@@ -72,7 +81,7 @@ def run_tick(
         if not still_leader():  # checked last before the first write, on each path
             return
         if late > spec.misfire_grace:
-            state = ticks.tick_state(job_name=spec.name, stale_after=stayy_settings.run_stale_after)
+            state = ticks.tick_state(job_name=spec.name)
             _record_missed_before(spec, scheduled_for, now, state, in_flight)
             if runs.record_tick(
                 job_name=spec.name,
@@ -82,10 +91,7 @@ def run_tick(
             ):
                 metrics.observe_ticks_not_run(spec.name, Status.MISSED)
             return
-        # A run whose process stopped heartbeating does not count (the leader loop closes it as lost).
-        claim = ticks.claim_unless_executing(
-            job_name=spec.name, scheduled_for=scheduled_for, stale_after=stayy_settings.run_stale_after
-        )
+        claim = ticks.claim_unless_executing(job_name=spec.name, scheduled_for=scheduled_for)
         _record_missed_before(spec, scheduled_for, now, claim.state, in_flight)
         run = claim.run
         if run is None:
@@ -160,13 +166,22 @@ def _record_outcome(
     summary = json_safe(ctx.summary)
     for delay in FINISH_RETRY_DELAYS:
         try:
-            runs.finish(run, status=status, summary=summary, error=error, exc=exc, log=log)
+            if not runs.finish(run, status=status, summary=summary, error=error, exc=exc, log=log):
+                _note_late_end(ctx, run, status=status, error=error, summary=summary)
             return
         except DatabaseError as db_error:
             ctx.logger.warning("outcome %s not recorded yet (%s); retrying in %g s", status, db_error, delay)
             time.sleep(delay)
             close_old_connections()
     ctx.logger.error("outcome %s of run %s not recorded: the database stayed unreachable", status, run.pk)
+
+
+def _note_late_end(ctx: JobContext, run: JobRun, *, status: str, error: str, summary: dict[str, Any]) -> None:
+    """The run's row was closed by someone else: keep that record, add what the handler did."""
+    outcome = f"{status}: {error}" if error else status
+    note = f"its process resumed; the handler returned {timezone.now():%H:%M:%S} ({outcome}); summary then: "
+    runs.note_late_end(run.pk, note + json.dumps(summary)[:500])
+    ctx.logger.warning("run %s was closed by another process before it returned; its record is kept", run.pk)
 
 
 class _SummaryEncoder(DjangoJSONEncoder):
@@ -188,6 +203,7 @@ class _ProgressSaver:
     def __init__(self, run_id: int, echo: Callable[[dict[str, Any]], None] | None) -> None:
         self.run_id, self.echo = run_id, echo
         self.last_saved = 0.0
+        self.ctx: JobContext | None = None
 
     def __call__(self, summary: dict[str, Any]) -> None:
         if self.echo is not None:
@@ -196,7 +212,8 @@ class _ProgressSaver:
         if now - self.last_saved >= PROGRESS_SAVE_INTERVAL:
             self.last_saved = now
             try:
-                runs.save_summary(self.run_id, json_safe(summary))
+                if not runs.save_summary(self.run_id, json_safe(summary)) and self.ctx is not None:
+                    self.ctx.lose("its run row was closed by another process")
             except DatabaseError as exc:
                 logger.warning("progress of run %s not saved: %s", self.run_id, exc)
 
@@ -215,14 +232,17 @@ def execute(
     on_started: Callable[[], None] | None = None,
 ) -> str:
     """Run the handler for a claimed run row and record its outcome; returns the final status."""
+    saver = _ProgressSaver(run.pk, on_progress)
     ctx = JobContext(
         job_name=spec.name,
         run_id=run.pk,
         scheduled_for=run.scheduled_for,
         trigger=run.trigger,
         timeout=spec.timeout,
-        on_progress=_ProgressSaver(run.pk, on_progress),
+        on_progress=saver,
+        stale_after=stayy_settings.run_stale_after,
     )
+    saver.ctx = ctx
     timed_out = threading.Event()
     run_log = RunLog(max_bytes=run_log_max_bytes())
 
@@ -251,6 +271,8 @@ def execute(
             result = spec.handler(ctx)
             if result:
                 ctx.summary.update(result)
+            if ctx.cancelled:  # it returned instead of raising: it did not do all of its work
+                status, error = Status.FAILED, f"cancelled: {ctx.cancel_reason}"
         except JobSkipped as exc:
             status, error = Status.SKIPPED, str(exc)
         except JobCancelled as exc:

@@ -9,8 +9,12 @@ noticing cannot run a tick twice. Ticks and manual runs execute in the
 server's pool of long-lived threads (:mod:`stayy.scheduling.tick_pool`), which
 outlives terms and is joined at :meth:`JobServer.stop`. Pause, resume and
 run-now are rows that the leader polls every half second; the same loop closes
-the runs of lost processes, at most once a second. A leader that cannot renew
-its lease ends its term at once, well before the lease could expire.
+the runs of lost processes, at most once a second, never a run this process
+executes, and only once a full ``JOB_RUN_STALE_AFTER`` has passed since its
+term began: heartbeats written while no leader could reach the database, or
+while this process was stopped, are not held against anyone. A leader that
+cannot renew its lease ends its term at once, well before the lease could
+expire.
 """
 
 from __future__ import annotations
@@ -206,7 +210,9 @@ class JobServer:
         metrics.set_leader(self.name, True)
         self.leader_since = timezone.now()
         self._next_renew = time.monotonic() + self.ttl / 3
-        self._next_reap = self._next_publish = 0.0
+        # Heartbeats could not be seen while no term ran (the database may have been away).
+        self._next_reap = time.monotonic() + stayy_settings.run_stale_after
+        self._next_publish = 0.0
         logger.info(
             "became leader of %s (%s lease); scheduling %d job(s)",
             self.name,
@@ -311,7 +317,7 @@ class JobServer:
         if now >= self._next_reap:
             # Here rather than before each tick: ticks ignore runs without a fresh heartbeat.
             self._next_reap = now + REAP_INTERVAL
-            lost = runs.reap_lost(stale_after=stayy_settings.run_stale_after)
+            lost = runs.reap_lost(stale_after=stayy_settings.run_stale_after, keep=tracker.running())
             if lost:
                 logger.warning("closed %d run(s) of lost processes as failed", lost)
         if now >= self._next_publish:
@@ -351,13 +357,14 @@ class JobServer:
                     reason=f"unknown job {queued.job_name!r} on the leader",
                 )
                 continue
-            other = runs.active_elsewhere(job_name=spec.name, stale_after=stayy_settings.run_stale_after)
-            if other is not None:
+            try:
+                claimed = runs.claim_queued(queued.pk, job_name=spec.name)
+            except runs.JobExecuting as busy:
                 runs.close_queued(
-                    queued.pk, status=JobRun.Status.SKIPPED, reason=runner.overlap_reason(other)
+                    queued.pk, status=JobRun.Status.SKIPPED, reason=runner.overlap_reason(busy.run)
                 )
                 continue
-            if runs.claim_queued(queued.pk):
+            if claimed:
                 self.pool.submit(runner.run_manual, spec, queued.pk, name=f"stayy-job-{spec.name}")
 
     def _publish_next_runs(self) -> None:

@@ -2,7 +2,9 @@
 
 A run row says ``active`` while its handler executes. This process refreshes
 the heartbeat of its active runs so that any leader can tell a live run from
-one whose process died (and close the latter as "process lost").
+one whose process died (and close the latter as "process lost"). A run whose
+row a heartbeat finds closed by someone else is cancelled at once: it learns
+within one heartbeat interval that it lost its claim.
 """
 
 from __future__ import annotations
@@ -73,9 +75,16 @@ class RunTracker:
                 continue
             try:
                 close_old_connections()
-                runs.heartbeat(ids)
+                owned = runs.heartbeat(ids)
             except DatabaseError as exc:
                 logger.warning("heartbeat of runs %s failed: %s", ids, exc)
+                continue
+            for run_id, ctx in self.running().items():
+                if run_id in owned:
+                    ctx.confirm_alive()
+                elif run_id in ids and not ctx.lost:
+                    ctx.lose("its run row was closed by another process (it saw no heartbeat in time)")
+                    ctx.logger.warning("run %s lost its claim: cancelled", run_id)
 
 
 tracker = RunTracker()

@@ -378,9 +378,10 @@ def assert_executed_once_per_tick(
 
 
 def exec_intervals(
-    cluster: Cluster, *, trigger: str = "schedule", killed_at: dict[int, float] | None = None
+    cluster: Cluster, *, trigger: str | None = "schedule", killed_at: dict[int, float] | None = None
 ) -> list[tuple[float, float, int, int]]:
-    """(start, end, pid, run id) of each execution of the slow job, oldest first.
+    """(start, end, pid, run id) of each execution of the slow job (of one trigger, or of any with
+    ``None``), oldest first.
 
     A run that never logged its end ends when its process was killed (``killed_at`` by pid), else
     never (``inf``: still running, and nothing may start after it).
@@ -389,11 +390,11 @@ def exec_intervals(
     starts: dict[int, dict[str, Any]] = {}
     ends: dict[int, float] = {}
     for entry in cluster.exec_entries():
-        if entry["trigger"] != trigger:
+        if trigger is not None and entry["trigger"] != trigger:
             continue
         if entry["event"] == "start":
             starts[entry["run_id"]] = entry
-        else:
+        elif entry["event"] == "end":
             ends[entry["run_id"]] = entry["t"]
     return sorted(
         (e["t"], ends.get(run_id, killed_at.get(e["pid"], float("inf"))), e["pid"], run_id)

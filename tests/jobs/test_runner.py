@@ -18,6 +18,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun
 from stayy.repository import runs, ticks
 from stayy.scheduling import JobSkipped, runner
@@ -345,9 +346,9 @@ def test_overlap_is_skipped_with_the_reason(make_job):
     assert (other.status, other.active) == (Status.RUNNING, True)
 
 
-def test_a_run_with_a_stale_heartbeat_does_not_block_the_next_tick(make_job):
-    """A run whose process stopped heartbeating is lost, not running: the tick runs. The leader's
-    loop closes the lost run (tests/jobs/test_server.py), not the tick: reaping is off its path."""
+def test_a_run_of_a_lost_process_holds_the_job_until_it_is_reaped(make_job):
+    """A run whose process stopped heartbeating may only be stopped (SIGSTOP, a VM freeze): the
+    tick is skipped until the reaper closes it as lost, and then the next tick runs."""
     handler = Calls()
     spec = make_job("tests.reaped_job", handler, misfire_grace=3600)
     long_ago = timezone.now() - timedelta(hours=1)
@@ -363,9 +364,13 @@ def test_a_run_with_a_stale_heartbeat_does_not_block_the_next_tick(make_job):
         pid=999999,
     )
     tick = grid_tick(60)
-    runner.run_tick(spec, tick, still_leader=always_leader)
-    assert handler.count == 1
-    assert JobRun.objects.get(job_name=spec.name, scheduled_for=tick).status == Status.SUCCEEDED
+    runner.run_tick(spec, tick - timedelta(seconds=60), still_leader=always_leader)
+    assert handler.count == 0
+    skipped = JobRun.objects.get(job_name=spec.name, scheduled_for=tick - timedelta(seconds=60))
+    assert (skipped.status, skipped.error) == (
+        Status.SKIPPED,
+        f"previous run still running (run {lost.pk} on dead-host:999999)",
+    )
 
     assert runs.reap_lost(stale_after=60) == 1
     lost.refresh_from_db()
@@ -373,6 +378,37 @@ def test_a_run_with_a_stale_heartbeat_does_not_block_the_next_tick(make_job):
     assert lost.active is False
     assert lost.error == "process lost: dead-host:999999 stopped heartbeating"
     assert lost.finished_at is not None
+
+    runner.run_tick(spec, tick, still_leader=always_leader)
+    assert handler.count == 1
+    assert JobRun.objects.get(job_name=spec.name, scheduled_for=tick).status == Status.SUCCEEDED
+
+
+def test_the_reaper_leaves_runs_it_is_told_to_keep_and_fresh_ones(make_job):
+    make_job("tests.kept_job")
+    make_job("tests.fresh_job")
+    now = timezone.now()
+    stale = timezone.now() - timedelta(minutes=5)
+
+    def active(job_name: str, beat) -> JobRun:
+        return JobRun.objects.create(
+            job_name=job_name,
+            scheduled_for=now,
+            trigger=JobRun.Trigger.MANUAL,
+            status=Status.RUNNING,
+            active=True,
+            started_at=now,
+            heartbeat_at=beat,
+            host=runs.HOST,
+            pid=os.getpid(),
+        )
+
+    kept = active("tests.kept_job", stale)
+    fresh = active("tests.fresh_job", now)
+    assert runs.reap_lost(stale_after=60, keep={kept.pk}) == 0
+    assert JobRun.objects.filter(pk__in=[kept.pk, fresh.pk], active=True).count() == 2
+    assert runs.reap_lost(stale_after=60) == 1
+    assert JobRun.objects.get(pk=kept.pk).status == Status.FAILED
 
 
 @pytest.mark.parametrize(
@@ -382,7 +418,7 @@ def test_tick_state_reads_the_schedule_start_last_tick_and_live_run_in_one_go(ma
     spec = make_job("tests.state_job", every=60)
     tick = grid_tick(60)
     last = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(minutes=3))
-    state = ticks.tick_state(job_name=spec.name, stale_after=15)
+    state = ticks.tick_state(job_name=spec.name)
     assert state.schedule_since == Job.objects.get(name=spec.name).schedule_since
     assert state.last_tick == last.scheduled_for
     assert state.executing is not None
@@ -390,10 +426,10 @@ def test_tick_state_reads_the_schedule_start_last_tick_and_live_run_in_one_go(ma
     assert runner.overlap_reason(state.executing) == runner.overlap_reason(last)
 
     JobRun.objects.filter(pk=last.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
-    assert ticks.tick_state(job_name=spec.name, stale_after=15).executing is None, "a lost run counted"
+    assert ticks.tick_state(job_name=spec.name).executing is not None, "a run not yet reaped ignored"
     runs.finish(last, status=Status.SUCCEEDED, summary={})
-    assert ticks.tick_state(job_name=spec.name, stale_after=15).executing is None
-    unknown = ticks.tick_state(job_name="tests.not_in_the_catalog", stale_after=15)
+    assert ticks.tick_state(job_name=spec.name).executing is None
+    unknown = ticks.tick_state(job_name="tests.not_in_the_catalog")
     assert unknown == ticks.TickState(schedule_since=None, last_tick=None, executing=None)
 
 
@@ -663,3 +699,59 @@ def test_a_bad_run_log_cap_stops_startup_with_one_line(value, problem):
     result = run_manage("check", env=subprocess_env(JOB_RUN_LOG_MAX_BYTES=value))
     assert result.returncode == 2
     assert result.stderr.strip() == f"stayy: invalid setting JOB_RUN_LOG_MAX_BYTES: {problem}"
+
+
+# --- fencing: a run whose row is no longer its own -------------------------------------
+
+
+def test_a_run_whose_row_was_closed_elsewhere_is_cancelled_within_a_heartbeat_and_its_record_kept(
+    make_job, settings
+):
+    settings.STAYY = {**settings.STAYY, "RUN_STALE_AFTER": 5.0}  # heartbeats every second
+    closed = threading.Event()
+    seen: dict[str, float] = {}
+
+    def handler(ctx):
+        closed.wait(10)
+        started = time.monotonic()
+        while not ctx.cancelled and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        seen["after"] = time.monotonic() - started
+        ctx.report_progress(steps=3)
+        ctx.check()
+
+    spec = make_job("tests.fenced_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    thread, results, errors = in_thread(runner.execute, spec, run)
+    # Another process's reaper closes the run while its handler still executes.
+    wait_until(lambda: run.pk in tracker.running(), timeout=5)
+    JobRun.objects.filter(pk=run.pk).update(
+        status=Status.FAILED, active=False, error="process lost: here:1 stopped heartbeating"
+    )
+    closed.set()
+    thread.join(timeout=15)
+    assert not errors, errors
+    assert seen["after"] < stayy_settings.heartbeat_interval + 1.0, (
+        f"cancelled {seen['after']:.1f} s after the close"
+    )
+    assert results == [Status.FAILED]
+    row = JobRun.objects.get(pk=run.pk)
+    assert row.status == Status.FAILED
+    first, note = row.error.split("\n")
+    assert first == "process lost: here:1 stopped heartbeating"
+    assert note.startswith("its process resumed; the handler returned ")
+    assert "cancelled: lost: its run row was closed by another process" in note
+    assert '{"steps": 3}' in note
+    assert row.summary == {}, "the late end overwrote the record"
+
+
+def test_a_handler_that_returns_after_a_cancel_is_not_recorded_succeeded(make_job):
+    def handler(ctx):
+        ctx.cancel("shutdown")
+        return {"done": 0}
+
+    spec = make_job("tests.returns_cancelled_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.FAILED
+    row = JobRun.objects.get(pk=run.pk)
+    assert (row.status, row.error, row.summary) == (Status.FAILED, "cancelled: shutdown", {"done": 0})

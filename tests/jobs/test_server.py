@@ -14,7 +14,6 @@ from django.db import connection
 from django.utils import timezone
 
 from stayy import services
-from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
 from stayy.repository import runs, ticks
 from stayy.scheduling.server import JobServer
@@ -387,14 +386,21 @@ def test_a_long_run_does_not_hold_up_the_ticks_of_another_job(make_job, override
     assert not server.pool.threads()
 
 
-def test_the_leader_closes_runs_of_lost_processes_about_every_second(make_job, overrides, start_server):
+def test_the_leader_reaps_lost_runs_a_stale_window_into_its_term_then_about_every_second(
+    make_job, overrides, start_server, settings
+):
+    """Heartbeats could not be seen before the term began (the database may have been away), so
+    the first reap waits a full stale window; after that, lost runs go within the reap interval."""
+    stale_after = 4.0
+    settings.STAYY = {**settings.STAYY, "RUN_STALE_AFTER": stale_after}
     make_job(TICK_JOB, every=3600, sync=False)
+    make_job("tests.other_job", every=3600, sync=False)
     overrides({})
 
-    def lost_run(heartbeat_age: float) -> JobRun:
+    def lost_run(job_name: str, heartbeat_age: float) -> JobRun:
         at = timezone.now() - timedelta(seconds=heartbeat_age)
         return JobRun.objects.create(
-            job_name=TICK_JOB,
+            job_name=job_name,
             scheduled_for=at,
             trigger=JobRun.Trigger.MANUAL,
             status=Status.RUNNING,
@@ -405,11 +411,15 @@ def test_the_leader_closes_runs_of_lost_processes_about_every_second(make_job, o
             pid=999999,
         )
 
-    long_lost = lost_run(3600)
+    long_lost = lost_run(TICK_JOB, 3600)
+    began = time.monotonic()
     start_server()
-    wait_until(lambda: JobRun.objects.filter(pk=long_lost.pk, status=Status.FAILED).exists(), timeout=3)
+    wait_until(
+        lambda: JobRun.objects.filter(pk=long_lost.pk, status=Status.FAILED).exists(), timeout=stale_after + 5
+    )
+    assert time.monotonic() - began >= stale_after - 0.1, "reaped before a stale window of the term passed"
     # Stale one second from now: closed within the reap interval (1 s) and a loop turn after that.
-    soon_lost = lost_run(stayy_settings.run_stale_after - 1)
+    soon_lost = lost_run("tests.other_job", stale_after - 1)
     created = time.monotonic()
     wait_until(lambda: JobRun.objects.filter(pk=soon_lost.pk, status=Status.FAILED).exists(), timeout=10)
     assert time.monotonic() - created < 4, "lost run closed later than the reap interval allows"

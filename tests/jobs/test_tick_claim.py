@@ -1,5 +1,6 @@
 """The claim of a scheduled tick (``stayy.repository.ticks``): one prepared statement on PostgreSQL
-that reads the job's state and inserts the run row unless a run of the job still executes."""
+that reads the job's state and inserts the run row unless a run of the job still executes (a run of
+a lost process too, until it is reaped)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ SAME_FIELDS = ["job_name", "trigger", "status", "active", "host", "pid", "reques
 SAME_FIELDS += ["traceback", "summary", "log", "finished_at", "duration_ms"]
 
 
-def claim(job_name: str, tick, stale_after: float = 15) -> ticks.Claim:
-    return ticks.claim_unless_executing(job_name=job_name, scheduled_for=tick, stale_after=stale_after)
+def claim(job_name: str, tick) -> ticks.Claim:
+    return ticks.claim_unless_executing(job_name=job_name, scheduled_for=tick)
 
 
 @BOTH
@@ -35,17 +36,18 @@ def test_the_claimed_row_is_the_row_the_orm_writes(make_job, database):
     spec = make_job("tests.claimed_job", every=60)
     tick = grid_tick(60)
     by_orm = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(minutes=1))
-    # Its process stopped heartbeating: it does not block the claim.
-    JobRun.objects.filter(pk=by_orm.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+    orm_row = JobRun.objects.get(pk=by_orm.pk)
+    JobRun.objects.filter(pk=by_orm.pk).update(active=False)  # it ended: the job's slot is free
 
     claimed = claim(spec.name, tick).run
     assert claimed is not None
     stored = JobRun.objects.get(pk=claimed.pk)
-    orm_row = JobRun.objects.get(pk=by_orm.pk)
     assert model_to_dict(stored, fields=SAME_FIELDS) == model_to_dict(orm_row, fields=SAME_FIELDS)
     assert stored.scheduled_for == tick
-    assert stored.started_at == stored.created_at == stored.heartbeat_at == claimed.started_at
-    # The returned object stands for the stored row (the runner finishes it without reading it).
+    assert stored.started_at == stored.created_at == claimed.started_at
+    # The heartbeat is on the database's clock, the same host and moment here.
+    assert abs(stored.heartbeat_at - stored.started_at) < timedelta(seconds=2)
+    assert stored.forced is False
     assert model_to_dict(claimed) == model_to_dict(stored)
     runs.finish(claimed, status=Status.SUCCEEDED, summary={"n": 1})
     stored.refresh_from_db()
@@ -69,8 +71,11 @@ def test_the_state_is_read_from_before_the_claim_and_an_executing_run_blocks_it(
     assert blocked.state.executing.pk == first.run.pk
     assert not JobRun.objects.filter(job_name=spec.name, scheduled_for=tick).exists()
 
-    # A run whose process stopped heartbeating does not block the next tick.
+    # A run whose process stopped heartbeating still blocks it (the process may only be stopped)...
     JobRun.objects.filter(pk=first.run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+    assert claim(spec.name, tick).state.executing.pk == first.run.pk
+    # ... until the reaper closes it.
+    assert runs.reap_lost(stale_after=15) == 1
     taken = claim(spec.name, tick)
     assert taken.run is not None and taken.state.executing is None
     runs.finish(taken.run, status=Status.SUCCEEDED, summary={})

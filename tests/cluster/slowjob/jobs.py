@@ -7,6 +7,8 @@ per tick" is proven by what the handler did, not only by the unique index.
 * ``STAYY_TEST_SLOW_SECONDS``: how long a run sleeps (default 3).
 * ``STAYY_TEST_SLOW_IGNORE_CANCEL=1``: sleep through cancellation (timeout,
   shutdown), like a handler that never calls ``ctx.check()``.
+* ``STAYY_TEST_SLOW_STEP``: work in steps of this many seconds instead, each
+  after a ``ctx.check()`` and logged as a ``step``, like a batch job.
 """
 
 from __future__ import annotations
@@ -45,9 +47,15 @@ def slow(ctx: JobContext) -> dict[str, float]:
     """Sleep ``STAYY_TEST_SLOW_SECONDS`` and log the execution (tests only)."""
     seconds = float(os.environ.get("STAYY_TEST_SLOW_SECONDS", "3"))
     stubborn = os.environ.get("STAYY_TEST_SLOW_IGNORE_CANCEL") == "1"
+    step = float(os.environ.get("STAYY_TEST_SLOW_STEP", "0"))
     _record("start", ctx)
     try:
-        if stubborn:
+        if step:
+            for _ in range(int(seconds / step)):
+                ctx.check()
+                _record("step", ctx)
+                ctx.sleep(step)
+        elif stubborn:
             time.sleep(seconds)
         else:
             ctx.sleep(seconds)
