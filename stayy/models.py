@@ -76,6 +76,7 @@ class JobRun(models.Model):
     )
     forced = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Started with runjobs --run --force: it may execute beside another run of the job.",
     )
     created_at = models.DateTimeField(default=timezone.now)

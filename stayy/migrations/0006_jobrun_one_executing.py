@@ -35,6 +35,7 @@ class Migration(migrations.Migration):
             name="forced",
             field=models.BooleanField(
                 default=False,
+                db_default=False,
                 help_text="Started with runjobs --run --force: it may execute beside another run of the job.",
             ),
         ),

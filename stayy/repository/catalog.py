@@ -22,13 +22,14 @@ def _spec_fields(spec: JobSpec) -> dict[str, object]:
     }
 
 
-def sync_from_specs(specs: list[JobSpec]) -> dict[str, Job]:
+def sync_from_specs(specs: list[JobSpec], *, now: datetime | None = None) -> dict[str, Job]:
     """Write the leader's configuration into the catalog; returns the rows by name.
 
     A job whose trigger changed or that was (re-)enabled restarts its
-    ``schedule_since``: ticks of the old schedule are not owed a run.
+    ``schedule_since`` at ``now`` (the cluster's clock; default this host's):
+    ticks of the old schedule are not owed a run.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     existing = {job.name: job for job in Job.objects.all()}
     rows: dict[str, Job] = {}
     for spec in specs:
@@ -62,6 +63,11 @@ def get(name: str) -> Job | None:
     return Job.objects.filter(name=name).first()
 
 
+def schedule_since(name: str) -> datetime | None:
+    """When the job's current schedule began (``None``: no leader scheduled it yet)."""
+    return Job.objects.filter(name=name).values_list("schedule_since", flat=True).first()
+
+
 def pause_states() -> dict[str, bool]:
     return dict(Job.objects.values_list("name", "paused"))
 
@@ -73,9 +79,9 @@ def set_paused(name: str, *, paused: bool, by: str) -> None:
     Job.objects.filter(name=name, paused=not paused).update(**fields)
 
 
-def mark_resumed(name: str) -> None:
-    """The leader resumed the job now: ticks from before are not owed (they were paused)."""
-    Job.objects.filter(name=name).update(schedule_since=timezone.now())
+def mark_resumed(name: str, *, now: datetime) -> None:
+    """The leader resumed the job at ``now``: ticks from before are not owed (they were paused)."""
+    Job.objects.filter(name=name).update(schedule_since=now)
 
 
 def set_next_run_times(next_runs: dict[str, datetime | None]) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Max, Q, Value
 from django.db.models.functions import Concat, Now
-from django.utils import timezone
 
 from stayy.models import JobRun
 from stayy.repository import prepared
+from stayy.repository.clock import cluster_clock
 
 HOST = socket.gethostname()
 ERROR_MAX_CHARS = 2000
@@ -64,8 +64,11 @@ def running_run(
     requested_by: str = "",
     now: datetime | None = None,
 ) -> JobRun:
-    """The unsaved row of a run that starts ``now`` (default: now) in this process, ``running``."""
-    now = now or timezone.now()
+    """The unsaved row of a run that starts ``now`` (default: now) in this process, ``running``.
+
+    Its first heartbeat is the database's ``now()`` when it is saved (read the row to see it).
+    """
+    now = now or cluster_clock.now()
     return JobRun(
         job_name=job_name,
         scheduled_for=scheduled_for,
@@ -80,16 +83,30 @@ def running_run(
     )
 
 
+#: Tries of one claim: a run that ended between a refused insert and the look at why lets it in.
+CLAIM_ATTEMPTS = 3
+
+
 def claim_tick(*, job_name: str, scheduled_for: datetime) -> JobRun | None:
-    """Insert the ``running`` row of a scheduled tick; ``None`` if the tick already has a row or
-    another run of the job executes (:func:`executing_run` tells which)."""
-    run = running_run(job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE)
-    try:
-        with transaction.atomic():
-            run.save(force_insert=True)
-    except IntegrityError:
-        return None
-    return run
+    """Insert the ``running`` row of a scheduled tick, ``started_at`` now.
+
+    ``None`` if the tick already has a row (another leader's); raises :class:`JobExecuting` if
+    another run of the job holds its slot.
+    """
+    for _ in range(CLAIM_ATTEMPTS):
+        run = running_run(job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE)
+        try:
+            with transaction.atomic():
+                run.save(force_insert=True)
+        except IntegrityError:
+            if tick_has_row(job_name=job_name, scheduled_for=scheduled_for):
+                return None
+            other = executing_run(job_name=job_name)
+            if other is not None:
+                raise JobExecuting(other) from None
+            continue
+        return run
+    raise JobExecuting(None)
 
 
 def tick_has_row(*, job_name: str, scheduled_for: datetime) -> bool:
@@ -100,7 +117,7 @@ def tick_has_row(*, job_name: str, scheduled_for: datetime) -> bool:
 
 def record_tick(*, job_name: str, scheduled_for: datetime, status: str, reason: str) -> bool:
     """Record a tick that does not run (``skipped``/``missed``); ``False`` if it already has a row."""
-    now = timezone.now()
+    now = cluster_clock.now()
     try:
         with transaction.atomic():
             JobRun.objects.create(
@@ -120,7 +137,7 @@ def record_tick(*, job_name: str, scheduled_for: datetime, status: str, reason: 
 
 def record_missed_ticks(*, job_name: str, ticks: Iterable[datetime], reason: str) -> int:
     """Record several missed ticks at once, leaving alone those that already have a row."""
-    now = timezone.now()
+    now = cluster_clock.now()
     rows = [
         JobRun(
             job_name=job_name,
@@ -153,7 +170,7 @@ def create_started(*, job_name: str, trigger: str, requested_by: str = "", force
     run does not hold the job's slot).
     """
     run = running_run(
-        job_name=job_name, scheduled_for=timezone.now(), trigger=trigger, requested_by=requested_by
+        job_name=job_name, scheduled_for=cluster_clock.now(), trigger=trigger, requested_by=requested_by
     )
     run.forced = forced
     try:
@@ -166,7 +183,7 @@ def create_started(*, job_name: str, trigger: str, requested_by: str = "", force
 
 def create_queued(*, job_name: str, requested_by: str) -> JobRun:
     """A manual run request; the leader claims and executes it."""
-    now = timezone.now()
+    now = cluster_clock.now()
     return JobRun.objects.create(
         job_name=job_name,
         scheduled_for=now,
@@ -192,7 +209,7 @@ def claim_queued(run_id: int, *, job_name: str) -> bool:
                 JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
                     status=Status.RUNNING,
                     active=True,
-                    started_at=timezone.now(),
+                    started_at=cluster_clock.now(),
                     heartbeat_at=Now(),
                     **_where(),
                 )
@@ -203,7 +220,7 @@ def claim_queued(run_id: int, *, job_name: str) -> bool:
 
 def close_queued(run_id: int, *, status: str, reason: str) -> None:
     JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-        status=status, finished_at=timezone.now(), error=reason, **_where()
+        status=status, finished_at=cluster_clock.now(), error=reason, **_where()
     )
 
 
@@ -259,7 +276,7 @@ def finish(
     ``CASE`` reads the row as it was before the ``UPDATE``, so ``status`` is compared before
     it changes.
     """
-    now = timezone.now()
+    now = cluster_clock.now()
     values = {
         "status": status,
         "error": error[:ERROR_MAX_CHARS],
@@ -314,7 +331,7 @@ def _db_value(field_name: str, value: Any) -> Any:
 def mark_timed_out(run: JobRun, *, timeout: float, log: str = "") -> bool:
     """Record a run past its deadline as ``timed_out`` now, with its log so far; its handler may
     still be executing."""
-    now = timezone.now()
+    now = cluster_clock.now()
     return bool(
         JobRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
             status=Status.TIMED_OUT,
@@ -327,7 +344,7 @@ def mark_timed_out(run: JobRun, *, timeout: float, log: str = "") -> bool:
 
 def abandon(run_ids: Iterable[int], *, reason: str) -> int:
     """Close runs this process gives up on at shutdown."""
-    now = timezone.now()
+    now = cluster_clock.now()
     ids = list(run_ids)
     closed = 0
     for run in JobRun.objects.filter(pk__in=ids, status=Status.RUNNING):
@@ -341,7 +358,7 @@ def abandon(run_ids: Iterable[int], *, reason: str) -> int:
 def reap_lost(*, stale_after: float, keep: Iterable[int] = ()) -> int:
     """Close runs whose process stopped heartbeating ``stale_after`` s ago (by the database's
     clock) as failed ("process lost"), except the runs in ``keep`` (this process executes them)."""
-    now = timezone.now()
+    now = cluster_clock.now()
     stale = Q(heartbeat_at__lt=stale_before(stale_after)) | Q(heartbeat_at__isnull=True)
     lost = JobRun.objects.filter(stale, active=True).exclude(pk__in=list(keep))
     closed = 0

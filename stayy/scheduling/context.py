@@ -62,6 +62,9 @@ class JobContext:
         self._stale_after = stale_after
         self._confirmed_at = self.started_monotonic
         self.lost = False  # the run's row was closed by someone else
+        #: The handler saw its cancellation (``cancelled`` read true, ``sleep`` woke for it): if
+        #: it then returns, it stopped before its work was done.
+        self.cancel_seen = False
 
     # --- fencing ----------------------------------------------------------
     def confirm_alive(self) -> None:
@@ -84,7 +87,10 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         self._check_fence()
-        return self._cancel.is_set()
+        if self._cancel.is_set():
+            self.cancel_seen = True
+            return True
+        return False
 
     @property
     def cancel_reason(self) -> str:
@@ -105,7 +111,9 @@ class JobContext:
 
     def sleep(self, seconds: float) -> bool:
         """Sleep, waking early on cancellation; returns ``True`` if cancelled."""
-        return self._cancel.wait(seconds)
+        if self._cancel.wait(seconds):
+            self.cancel_seen = True
+        return self.cancelled
 
     # --- progress ---------------------------------------------------------
     def report_progress(self, values: Mapping[str, Any] | None = None, /, **counters: Any) -> None:

@@ -1,17 +1,14 @@
 """Executing runs: the single entry point through which every run of every job goes.
 
-Scheduled ticks arrive here from the leader's executor with their scheduled
-time (APScheduler never tells a job function when it was due). A tick is
-claimed in one statement (:mod:`stayy.repository.ticks`): it reads the job's
-state and, unless the job still executes anywhere (a run of a lost process
-too, until the leader's loop closes it), inserts the run row; the
-database's unique indexes (one row per tick, one executing run per job)
-decide between concurrent claims. Nothing else
-stands between a due tick and its ``started_at``, which is what tick lateness
-measures. Then the ticks that were owed but not run are recorded as missed, and
-a tick skipped for an executing run is recorded as skipped. Whatever
-a run logs in its thread is captured (:class:`~stayy.observability.logcontext.RunLog`)
-and stored with the run's outcome, and with its timeout.
+Scheduled ticks arrive here from the leader's timer with their scheduled
+time and the older ticks it passed (recorded missed). A tick is claimed by
+inserting its run row: the database's unique indexes (one row per tick, one
+executing run per job, a run of a lost process included until the leader's
+loop closes it) decide between concurrent claims, and a tick refused for an
+executing run is recorded as skipped, with the reason. :func:`owed_ticks` is
+the catch-up of a new leader. Whatever a run logs in its thread is captured
+(:class:`~stayy.observability.logcontext.RunLog`) and stored with the run's
+outcome, and with its timeout.
 
 A run's end is written only while its row is still its own; a run closed by
 someone else meanwhile (its process was stopped past the stale window) keeps
@@ -26,21 +23,21 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, close_old_connections, connections
-from django.utils import timezone
 from django_apscheduler.util import close_old_connections as db_connections_checked
 
 from stayy.conf import stayy_settings
 from stayy.models import JobRun
 from stayy.observability import metrics
 from stayy.observability.logcontext import RunLog, bind_run
-from stayy.repository import runs, ticks
+from stayy.repository import catalog, runs
+from stayy.repository.clock import cluster_clock
 from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
 from stayy.scheduling.deadlines import deadlines
 from stayy.scheduling.registry import JobSpec
@@ -64,6 +61,20 @@ def overlap_reason(other: JobRun | None) -> str:
     return f"previous run still running (run {other.pk} on {other.host}:{other.pid})"
 
 
+def owed_ticks(spec: JobSpec, *, now: datetime) -> list[datetime]:
+    """The ticks of ``spec`` up to ``now`` that have no row yet and are still owed, oldest first.
+
+    Owed are the fire times after the job's newest recorded tick, after its schedule began
+    (first scheduled, resumed or re-timed) and within ``JOB_CATCHUP_WINDOW``. A new leader runs the
+    newest and records the others missed (:func:`run_tick`); this is all the catch-up there is.
+    """
+    floor = now - timedelta(seconds=stayy_settings.catchup_window)
+    last_tick = runs.last_scheduled_tick(job_name=spec.name)
+    schedule_since = catalog.schedule_since(spec.name)
+    after = max(t for t in (last_tick, schedule_since, floor) if t is not None)
+    return fire_times(spec.schedule, after=after, until=now, limit=MAX_MISSED_ROWS)
+
+
 # Connections are checked before and after each run, as Django does per request.
 @db_connections_checked
 def run_tick(
@@ -71,18 +82,20 @@ def run_tick(
     scheduled_for: datetime,
     *,
     still_leader: Callable[[], bool],
-    in_flight: Callable[[str, datetime], bool] = lambda _job, _tick: False,
+    missed_before: Sequence[datetime] = (),
     on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Account for every tick of ``spec`` up to ``scheduled_for`` and run that tick at most once."""
+    """Record the ``missed_before`` ticks of ``spec`` as missed and run ``scheduled_for`` at most once.
+
+    Lateness is judged by the cluster's clock (:data:`~stayy.repository.clock.cluster_clock`).
+    """
     try:
-        now = timezone.now()
-        late = (now - scheduled_for).total_seconds()
         if not still_leader():  # checked last before the first write, on each path
             return
+        if missed_before:
+            _record_missed(spec, missed_before, next_tick=scheduled_for)
+        late = (cluster_clock.now() - scheduled_for).total_seconds()
         if late > spec.misfire_grace:
-            state = ticks.tick_state(job_name=spec.name)
-            _record_missed_before(spec, scheduled_for, now, state, in_flight)
             if runs.record_tick(
                 job_name=spec.name,
                 scheduled_for=scheduled_for,
@@ -91,54 +104,34 @@ def run_tick(
             ):
                 metrics.observe_ticks_not_run(spec.name, Status.MISSED)
             return
-        claim = ticks.claim_unless_executing(job_name=spec.name, scheduled_for=scheduled_for)
-        _record_missed_before(spec, scheduled_for, now, claim.state, in_flight)
-        run = claim.run
-        if run is None:
-            if claim.state.executing is None:
-                logger.debug("tick %s of %s already claimed elsewhere", scheduled_for, spec.name)
-            elif runs.record_tick(
+        try:
+            run = runs.claim_tick(job_name=spec.name, scheduled_for=scheduled_for)
+        except runs.JobExecuting as busy:
+            if runs.record_tick(
                 job_name=spec.name,
                 scheduled_for=scheduled_for,
                 status=Status.SKIPPED,
-                reason=overlap_reason(claim.state.executing),
+                reason=overlap_reason(busy.run),
             ):
                 metrics.observe_ticks_not_run(spec.name, Status.SKIPPED)
+            return
+        if run is None:
+            logger.debug("tick %s of %s already claimed elsewhere", scheduled_for, spec.name)
             return
         execute(spec, run, on_started=on_started)
     except DatabaseError as exc:
         logger.error("tick %s of %s not run: database error: %s", scheduled_for.isoformat(), spec.name, exc)
 
 
-def _record_missed_before(
-    spec: JobSpec,
-    scheduled_for: datetime,
-    now: datetime,
-    state: ticks.TickState,
-    in_flight: Callable[[str, datetime], bool],
-) -> None:
-    """Record as missed the ticks between the job's last recorded tick and this one."""
-    floor = now - timedelta(seconds=stayy_settings.catchup_window)
-    after = max(t for t in (state.last_tick, state.schedule_since, floor) if t is not None)
-    if after >= scheduled_for:
-        return
-    owed = fire_times(spec.schedule, after=after, until=scheduled_for, limit=MAX_MISSED_ROWS)
-    # A tick whose own thread is still on its way to the claim is not missed.
-    missed = [t for t in owed if t < scheduled_for and not in_flight(spec.name, t)]
-    if missed:
-        count = runs.record_missed_ticks(
-            job_name=spec.name,
-            ticks=missed,
-            reason=(
-                "no scheduler ran this tick (leader change or delay); "
-                f"next tick run at {scheduled_for:%H:%M:%S}"
-            ),
-        )
-        if count:
-            metrics.observe_ticks_not_run(spec.name, Status.MISSED, count)
-            logger.warning(
-                "%s: recorded %d missed tick(s) before %s", spec.name, count, scheduled_for.isoformat()
-            )
+def _record_missed(spec: JobSpec, missed: Sequence[datetime], *, next_tick: datetime) -> None:
+    count = runs.record_missed_ticks(
+        job_name=spec.name,
+        ticks=missed,
+        reason=f"no scheduler ran this tick (leader change or delay); next tick run at {next_tick:%H:%M:%S}",
+    )
+    if count:
+        metrics.observe_ticks_not_run(spec.name, Status.MISSED, count)
+        logger.warning("%s: recorded %d missed tick(s) before %s", spec.name, count, next_tick.isoformat())
 
 
 @db_connections_checked
@@ -179,8 +172,10 @@ def _record_outcome(
 def _note_late_end(ctx: JobContext, run: JobRun, *, status: str, error: str, summary: dict[str, Any]) -> None:
     """The run's row was closed by someone else: keep that record, add what the handler did."""
     outcome = f"{status}: {error}" if error else status
-    note = f"its process resumed; the handler returned {timezone.now():%H:%M:%S} ({outcome}); summary then: "
-    runs.note_late_end(run.pk, note + json.dumps(summary)[:500])
+    returned = f"{cluster_clock.now():%H:%M:%S}"
+    note = f"its process resumed; the handler returned {returned} ({outcome})"
+    note += f"; summary then: {json.dumps(summary)}"
+    runs.note_late_end(run.pk, note[:1000])
     ctx.logger.warning("run %s was closed by another process before it returned; its record is kept", run.pk)
 
 
@@ -271,7 +266,7 @@ def execute(
             result = spec.handler(ctx)
             if result:
                 ctx.summary.update(result)
-            if ctx.cancelled:  # it returned instead of raising: it did not do all of its work
+            if ctx.cancel_seen:  # it stopped when told to and returned: its work is not done
                 status, error = Status.FAILED, f"cancelled: {ctx.cancel_reason}"
         except JobSkipped as exc:
             status, error = Status.SKIPPED, str(exc)

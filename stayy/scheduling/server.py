@@ -2,10 +2,11 @@
 
 Any number of job servers (gunicorn workers, hosts, ``runjobs`` processes) can
 run with ``JOB_ENABLE`` on. Each is a candidate for the lease of its
-``JOB_NAME``; the one holding it builds a fresh APScheduler scheduler for its
-term and schedules the catalog. Every tick it fires is claimed in the
-database before it runs, so even a leader that lost its lease without
-noticing cannot run a tick twice. Ticks and manual runs execute in the
+``JOB_NAME``; the one holding it starts a timer for its term
+(:mod:`stayy.scheduling.timer`) on the cluster's clock (the database's time,
+measured at every renewal) and schedules the catalog. Every tick it fires is
+claimed in the database before it runs, so even a leader that lost its lease
+without noticing cannot run a tick twice. Ticks and manual runs execute in the
 server's pool of long-lived threads (:mod:`stayy.scheduling.tick_pool`), which
 outlives terms and is joined at :meth:`JobServer.stop`. Pause, resume and
 run-now are rows that the leader polls every half second; the same loop closes
@@ -23,23 +24,21 @@ import logging
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from django.db import DatabaseError, close_old_connections
-from django.utils import timezone
 
 from stayy.conf import stayy_settings
 from stayy.models import JobRun
 from stayy.observability import metrics
 from stayy.repository import catalog, leases, runs
+from stayy.repository.clock import cluster_clock
 from stayy.scheduling import registry, runner
-from stayy.scheduling.executor import TickExecutor
 from stayy.scheduling.registry import JobSpec
 from stayy.scheduling.tick_pool import TickPool
+from stayy.scheduling.timer import TickTimer
 from stayy.scheduling.tracker import tracker
-from stayy.scheduling.triggers import fire_times
 
 logger = logging.getLogger("stayy.jobs")
 
@@ -47,10 +46,6 @@ State = Literal["candidate", "leader", "stopped"]
 CONTROL_POLL = 0.5
 #: Seconds between two searches for runs of lost processes (by the leader's loop).
 REAP_INTERVAL = 1.0
-
-
-def _never_called() -> None:  # APScheduler needs a callable; ticks go to TickExecutor.
-    raise RuntimeError("scheduled through TickExecutor only")
 
 
 class JobServer:
@@ -67,7 +62,8 @@ class JobServer:
         self.leader_since: datetime | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._scheduler: BackgroundScheduler | None = None
+        self._timer: TickTimer | None = None
+        self.clock = cluster_clock
         self._specs: dict[str, JobSpec] = {}
         self._valid_until = 0.0  # monotonic end of the lease as this process last renewed it
         self._next_renew = 0.0
@@ -75,7 +71,7 @@ class JobServer:
         self._next_publish = 0.0
         self._problem = ""
         self._holds_lease = False  # this process took the lease and has not seen it lost
-        self._inflight: dict[tuple[str, datetime], threading.Thread] = {}
+        self._inflight: dict[tuple[str, datetime], threading.Thread] = {}  # ticks on their way to a claim
         self._inflight_lock = threading.Lock()
         self._inflight_left = threading.Condition(self._inflight_lock)
         self.pool = TickPool(keep=stayy_settings.tick_threads)
@@ -191,24 +187,17 @@ class JobServer:
     def _begin_term(self) -> None:
         specs = registry.all_jobs()
         self._specs = {spec.name: spec for spec in specs}
-        rows = catalog.sync_from_specs(specs)
-        scheduler = BackgroundScheduler(
-            timezone=UTC,
-            executors={"default": TickExecutor(self._on_due, self.pool)},
-            job_defaults={"coalesce": True, "max_instances": 1_000_000, "misfire_grace_time": None},
-        )
+        self.clock.measure()
+        now = self.clock.now()
+        rows = catalog.sync_from_specs(specs, now=now)
+        timer = TickTimer(clock=self.clock.now, on_due=self._submit_tick)
         for spec in specs:
-            if not spec.enabled:
-                continue
-            kwargs = {"next_run_time": None} if rows[spec.name].paused else {}
-            scheduler.add_job(
-                _never_called, trigger=spec.schedule.build_trigger(), id=spec.name, name=spec.name, **kwargs
-            )
-        scheduler.start()
-        self._scheduler = scheduler
+            if spec.enabled:
+                timer.add(spec.name, spec.schedule, paused=rows[spec.name].paused, now=now)
+        self._timer = timer
         self.state = "leader"
         metrics.set_leader(self.name, True)
-        self.leader_since = timezone.now()
+        self.leader_since = self.clock.now()
         self._next_renew = time.monotonic() + self.ttl / 3
         # Heartbeats could not be seen while no term ran (the database may have been away).
         self._next_reap = time.monotonic() + stayy_settings.run_stale_after
@@ -219,39 +208,37 @@ class JobServer:
             self.lease.backend,
             sum(1 for s in specs if s.enabled),
         )
-        self._catch_up(rows)
+        self._catch_up(rows, now=now)
+        timer.start()
         self._publish_next_runs()
 
     def _end_term(self, *, release: bool, why: str) -> None:
-        scheduler, self._scheduler = self._scheduler, None
+        timer, self._timer = self._timer, None
         self.state = "candidate"
         metrics.set_leader(self.name, False)
         self._valid_until = 0.0
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
+        if timer is not None:
+            timer.stop()
         log = logger.info if why == "stopping" else logger.warning
         log("leadership of %s ended: %s", self.name, why)
         if release and self._holds_lease:
             self._holds_lease = False
             self.lease.release()
 
-    def _catch_up(self, rows: dict) -> None:
-        """Run (once) the newest tick owed since the last leader, if still within its grace."""
-        now = timezone.now()
+    def _catch_up(self, rows: dict, *, now: datetime) -> None:
+        """Run (once) the newest tick owed since the last leader, if still within its grace, and
+        record the others missed; the timer fires the ticks after ``now``."""
         for spec in self._specs.values():
             if not spec.enabled or rows[spec.name].paused:
                 continue
-            last = runs.last_scheduled_tick(job_name=spec.name)
-            floor = now - timedelta(seconds=stayy_settings.catchup_window)
-            after = max(t for t in (last, rows[spec.name].schedule_since, floor) if t is not None)
-            owed = fire_times(spec.schedule, after=after, until=now, limit=1)
+            owed = runner.owed_ticks(spec, now=now)
             if owed:
-                self._spawn_tick(spec.name, owed[-1])
+                self._submit_tick(spec.name, owed[-1], owed[:-1])
 
-    def _spawn_tick(self, job_id: str, scheduled_for: datetime) -> None:
-        self.pool.submit(self._on_due, job_id, scheduled_for, name=f"stayy-job-{job_id}")
+    def _submit_tick(self, job_id: str, scheduled_for: datetime, missed: list[datetime]) -> None:
+        self.pool.submit(self._on_due, job_id, scheduled_for, missed, name=f"stayy-job-{job_id}")
 
-    def _on_due(self, job_id: str, scheduled_for: datetime) -> None:
+    def _on_due(self, job_id: str, scheduled_for: datetime, missed: list[datetime]) -> None:
         spec = self._specs.get(job_id)
         if spec is None:
             return
@@ -265,7 +252,7 @@ class JobServer:
                 spec,
                 scheduled_for,
                 still_leader=self.is_leader,
-                in_flight=self._is_in_flight,
+                missed_before=missed,
                 on_started=lambda: self._leave_inflight(key),
             )
         finally:
@@ -275,12 +262,6 @@ class JobServer:
         with self._inflight_lock:
             self._inflight.pop(key, None)
             self._inflight_left.notify_all()
-
-    def _is_in_flight(self, job_id: str, scheduled_for: datetime) -> bool:
-        """Whether another thread of this process is handling that tick (it will record it)."""
-        with self._inflight_lock:
-            thread = self._inflight.get((job_id, scheduled_for))
-        return thread is not None and thread is not threading.current_thread()
 
     def _join_ticks_in_flight(self, timeout: float) -> None:
         """Wait for ticks still on their way to a claim, so none starts after :meth:`stop`.
@@ -309,6 +290,7 @@ class JobServer:
                 return
             self._valid_until = asked_at + self.ttl
             self._next_renew = asked_at + self.ttl / 3
+            self.clock.measure()
         if time.monotonic() > self._valid_until - self.ttl / 3:
             self._end_term(release=False, why="lease not renewed in time")
             return
@@ -325,23 +307,17 @@ class JobServer:
             self._publish_next_runs()
 
     def _apply_pauses(self) -> None:
-        scheduler = self._scheduler
-        if scheduler is None:
+        timer = self._timer
+        if timer is None:
             return
         changed = False
         for name, paused in catalog.pause_states().items():
-            job = scheduler.get_job(name)
-            if job is None:
+            if not timer.set_paused(name, paused):
                 continue
-            if paused and job.next_run_time is not None:
-                job.pause()
-                logger.info("%s paused", name)
-                changed = True
-            elif not paused and job.next_run_time is None:
-                catalog.mark_resumed(name)
-                job.resume()
-                logger.info("%s resumed", name)
-                changed = True
+            changed = True
+            if not paused:
+                catalog.mark_resumed(name, now=self.clock.now())
+            logger.info("%s %s", name, "paused" if paused else "resumed")
         if changed:
             self._publish_next_runs()
 
@@ -368,12 +344,11 @@ class JobServer:
                 self.pool.submit(runner.run_manual, spec, queued.pk, name=f"stayy-job-{spec.name}")
 
     def _publish_next_runs(self) -> None:
-        scheduler = self._scheduler
-        if scheduler is None:
+        timer = self._timer
+        if timer is None:
             return
         next_runs: dict[str, datetime | None] = dict.fromkeys(self._specs)
-        for job in scheduler.get_jobs():
-            next_runs[job.id] = job.next_run_time
+        next_runs.update(timer.next_run_times())
         catalog.set_next_run_times(next_runs)
 
     def _set_problem(self, problem: str) -> None:

@@ -116,7 +116,7 @@ def test_one_run_per_tick_and_failover(cluster: Cluster, backend: str, window: i
     takeover = time.monotonic() - killed_at
     wait_until(
         lambda: JobRun.objects.filter(pk=run.pk, status="failed", active=False).exists(),
-        timeout=STALE_AFTER + REAP_SLACK + 2 * MARGIN,
+        timeout=TTL + STALE_AFTER + REAP_SLACK + 2 * MARGIN,
         message=f"the run {run.pk} of the killed worker was not closed",
     )
     closed = time.monotonic() - killed_at
@@ -132,7 +132,9 @@ def test_one_run_per_tick_and_failover(cluster: Cluster, backend: str, window: i
         f"its run closed as 'process lost' after {closed:.2f} s"
     )
     assert takeover <= TTL + MARGIN, f"takeover took {takeover:.2f} s (TTL {TTL:g} s)"
-    assert closed <= STALE_AFTER + MARGIN, f"lost run closed after {closed:.2f} s (stale {STALE_AFTER:g} s)"
+    # The new leader reaps a stale window into its term (heartbeats it could not see before count).
+    assert takeover + STALE_AFTER <= closed + 0.1, f"lost run closed {closed:.2f} s after the kill"
+    assert closed <= takeover + STALE_AFTER + REAP_SLACK + MARGIN, f"lost run closed after {closed:.2f} s"
 
     # --- SIGTERM the gunicorn master that leads now: the other instance takes over ----------
     leading, other = (a, b) if successor in a.workers() else (b, a)

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 
 from stayy.models import JobRun
-from stayy.repository import runs, ticks
+from stayy.repository import runs
 from tests.jobs.support import grid_tick
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,7 +50,7 @@ def at_once(claims: list[Callable[[], JobRun | None]]) -> list[JobRun | BaseExce
 
 
 def tick_claim(tick) -> Callable[[], JobRun | None]:
-    return lambda: ticks.claim_unless_executing(job_name=JOB, scheduled_for=tick).run
+    return lambda: runs.claim_tick(job_name=JOB, scheduled_for=tick)
 
 
 def command_claim() -> JobRun | None:
@@ -105,14 +105,13 @@ def test_a_forced_command_run_steps_aside_from_the_one_executing_run(make_job, d
     assert forced.forced and JobRun.objects.filter(job_name=JOB, active=True).count() == 2
     # The forced run does not hold the slot: after the first ends, a tick may run beside it.
     runs.finish(first, status=Status.SUCCEEDED, summary={})
-    claim = ticks.claim_unless_executing(job_name=JOB, scheduled_for=grid_tick(60))
-    assert claim.run is not None
+    assert runs.claim_tick(job_name=JOB, scheduled_for=grid_tick(60)) is not None
 
 
 @BOTH
 def test_a_queued_run_refused_for_an_executing_one_stays_queued(make_job, database):
     make_job(JOB, every=60)
-    executing = ticks.claim_unless_executing(job_name=JOB, scheduled_for=grid_tick(60)).run
+    executing = runs.claim_tick(job_name=JOB, scheduled_for=grid_tick(60))
     assert executing is not None
     queued = runs.create_queued(job_name=JOB, requested_by="tester")
     with pytest.raises(runs.JobExecuting) as refused:

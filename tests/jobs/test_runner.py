@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun
-from stayy.repository import runs, ticks
+from stayy.repository import runs
 from stayy.scheduling import JobSkipped, runner
 from stayy.scheduling.tracker import tracker
 from stayy.scheduling.triggers import fire_times
@@ -273,13 +273,19 @@ def test_not_leader_means_no_row_and_no_execution(make_job, late):
 # --- run_tick(): ticks that do not run -------------------------------------------------
 
 
+def catch_up(spec, *, now) -> None:
+    """What a new leader does for ``spec`` at ``now``: run the newest owed tick, the rest missed."""
+    owed = runner.owed_ticks(spec, now=now)
+    runner.run_tick(spec, owed[-1], missed_before=owed[:-1], still_leader=always_leader)
+
+
 def test_missed_ticks_since_the_schedule_started_are_recorded(make_job):
     handler = Calls()
     spec = make_job("tests.ticking_job", handler, every=10, misfire_grace=3600)
     tick = grid_tick(10)
     since = tick - timedelta(seconds=65)
     Job.objects.filter(name=spec.name).update(schedule_since=since)
-    runner.run_tick(spec, tick, still_leader=always_leader)
+    catch_up(spec, now=tick)
 
     expected = [t for t in fire_times(spec.schedule, after=since, until=tick, limit=100) if t < tick]
     assert expected == [tick - timedelta(seconds=s) for s in (60, 50, 40, 30, 20, 10)]
@@ -298,7 +304,7 @@ def test_missed_ticks_are_counted_from_the_last_recorded_tick(make_job):
     Job.objects.filter(name=spec.name).update(schedule_since=tick - timedelta(seconds=300))
     last = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(seconds=30))
     runs.finish(last, status=Status.SUCCEEDED, summary={})
-    runner.run_tick(spec, tick, still_leader=always_leader)
+    catch_up(spec, now=tick)
     rows = run_rows(job_name=spec.name)
     assert [(tick - r.scheduled_for, r.status) for r in rows] == [
         (timedelta(seconds=30), Status.SUCCEEDED),
@@ -411,28 +417,6 @@ def test_the_reaper_leaves_runs_it_is_told_to_keep_and_fresh_ones(make_job):
     assert JobRun.objects.get(pk=kept.pk).status == Status.FAILED
 
 
-@pytest.mark.parametrize(
-    "database", [pytest.param("default"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
-)
-def test_tick_state_reads_the_schedule_start_last_tick_and_live_run_in_one_go(make_job, database):
-    spec = make_job("tests.state_job", every=60)
-    tick = grid_tick(60)
-    last = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(minutes=3))
-    state = ticks.tick_state(job_name=spec.name)
-    assert state.schedule_since == Job.objects.get(name=spec.name).schedule_since
-    assert state.last_tick == last.scheduled_for
-    assert state.executing is not None
-    assert (state.executing.pk, state.executing.status) == (last.pk, Status.RUNNING)
-    assert runner.overlap_reason(state.executing) == runner.overlap_reason(last)
-
-    JobRun.objects.filter(pk=last.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
-    assert ticks.tick_state(job_name=spec.name).executing is not None, "a run not yet reaped ignored"
-    runs.finish(last, status=Status.SUCCEEDED, summary={})
-    assert ticks.tick_state(job_name=spec.name).executing is None
-    unknown = ticks.tick_state(job_name="tests.not_in_the_catalog")
-    assert unknown == ticks.TickState(schedule_since=None, last_tick=None, executing=None)
-
-
 def test_a_live_run_keeps_its_heartbeat_and_is_not_reaped(make_job, settings):
     settings.STAYY = {**settings.STAYY, "RUN_STALE_AFTER": 3.0}  # heartbeat every second
     release = threading.Event()
@@ -507,7 +491,7 @@ def test_missed_ticks_are_bounded_by_the_catchup_window(make_job, settings):
     spec = make_job("tests.ticking_job", Calls(), every=10, misfire_grace=3600)
     tick = grid_tick(10)
     Job.objects.filter(name=spec.name).update(schedule_since=tick - timedelta(hours=2))
-    runner.run_tick(spec, tick, still_leader=always_leader)
+    catch_up(spec, now=tick)
     missed = run_rows(job_name=spec.name, status=Status.MISSED)
     assert 2 <= len(missed) <= 3
     assert all(timezone.now() - r.scheduled_for <= timedelta(seconds=40) for r in missed)
@@ -745,13 +729,28 @@ def test_a_run_whose_row_was_closed_elsewhere_is_cancelled_within_a_heartbeat_an
     assert row.summary == {}, "the late end overwrote the record"
 
 
-def test_a_handler_that_returns_after_a_cancel_is_not_recorded_succeeded(make_job):
+def test_a_handler_that_stops_when_cancelled_and_returns_is_not_recorded_succeeded(make_job):
     def handler(ctx):
         ctx.cancel("shutdown")
-        return {"done": 0}
+        done = 0
+        while not ctx.cancelled:
+            done += 1
+        return {"done": done}
 
     spec = make_job("tests.returns_cancelled_job", handler)
     run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
     assert runner.execute(spec, run) == Status.FAILED
     row = JobRun.objects.get(pk=run.pk)
     assert (row.status, row.error, row.summary) == (Status.FAILED, "cancelled: shutdown", {"done": 0})
+
+
+def test_a_handler_that_finishes_its_work_without_looking_at_a_cancel_succeeds(make_job):
+    """A cancel the handler never saw did not stop it: it did its work."""
+
+    def handler(ctx):
+        ctx.cancel("shutdown")
+        return {"done": 1}
+
+    spec = make_job("tests.ignores_cancel_job", handler)
+    run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    assert runner.execute(spec, run) == Status.SUCCEEDED

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from stayy import services
 from stayy.models import Job, JobRun, LeaderLease
-from stayy.repository import runs, ticks
+from stayy.repository import runs
 from stayy.scheduling.server import JobServer
 from stayy.scheduling.tracker import tracker
 from tests.jobs.support import grid_tick, run_rows, wait_until
@@ -306,7 +306,7 @@ def test_no_tick_starts_after_stop_returned(make_job, overrides, start_server, m
     stop_returned = threading.Event()
     ran_after_stop: list[bool] = []
     servers: list[JobServer] = []
-    real_claim = ticks.claim_unless_executing
+    real_claim = runs.claim_tick
 
     in_claim = threading.Event()
 
@@ -320,7 +320,7 @@ def test_no_tick_starts_after_stop_returned(make_job, overrides, start_server, m
 
     make_job(TICK_JOB, lambda ctx: ran_after_stop.append(stop_returned.is_set()), every=3600, sync=False)
     overrides({TICK_JOB: {"interval": 1}})
-    monkeypatch.setattr(ticks, "claim_unless_executing", slow_claim)
+    monkeypatch.setattr(runs, "claim_tick", slow_claim)
     server = start_server()
     servers.append(server)
     assert in_claim.wait(10), "no tick reached its claim"

@@ -1,19 +1,20 @@
-"""The claim of a scheduled tick (``stayy.repository.ticks``): one prepared statement on PostgreSQL
-that reads the job's state and inserts the run row unless a run of the job still executes (a run of
-a lost process too, until it is reaped)."""
+"""The claim of a scheduled tick (``stayy.repository.runs.claim_tick``): the insert of its run row,
+decided by the database's unique indexes (one row per tick; one executing run per job, a run of a
+lost process included until it is reaped); and a run's end, prepared on PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import psycopg
 import pytest
 from django.db import connection
-from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from stayy.models import JobRun
-from stayy.repository import runs, ticks
+from stayy.repository import runs
+from stayy.scheduling import runner
 from tests.jobs.support import grid_tick
 from tests.support import child_database_url
 
@@ -23,67 +24,55 @@ Status = JobRun.Status
 BOTH = pytest.mark.parametrize(
     "database", [pytest.param("postgresql"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
 )
-SAME_FIELDS = ["job_name", "trigger", "status", "active", "host", "pid", "requested_by", "error"]
-SAME_FIELDS += ["traceback", "summary", "log", "finished_at", "duration_ms"]
 
 
-def claim(job_name: str, tick) -> ticks.Claim:
-    return ticks.claim_unless_executing(job_name=job_name, scheduled_for=tick)
+def claim(job_name: str, tick) -> JobRun | None:
+    return runs.claim_tick(job_name=job_name, scheduled_for=tick)
 
 
 @BOTH
-def test_the_claimed_row_is_the_row_the_orm_writes(make_job, database):
+def test_a_claimed_tick_is_a_running_row_of_this_process_heartbeating_on_the_database_clock(
+    make_job, database
+):
     spec = make_job("tests.claimed_job", every=60)
     tick = grid_tick(60)
-    by_orm = runs.claim_tick(job_name=spec.name, scheduled_for=tick - timedelta(minutes=1))
-    orm_row = JobRun.objects.get(pk=by_orm.pk)
-    JobRun.objects.filter(pk=by_orm.pk).update(active=False)  # it ended: the job's slot is free
-
-    claimed = claim(spec.name, tick).run
+    claimed = claim(spec.name, tick)
     assert claimed is not None
     stored = JobRun.objects.get(pk=claimed.pk)
-    assert model_to_dict(stored, fields=SAME_FIELDS) == model_to_dict(orm_row, fields=SAME_FIELDS)
-    assert stored.scheduled_for == tick
+    assert (stored.job_name, stored.scheduled_for, stored.trigger) == (spec.name, tick, "schedule")
+    assert (stored.status, stored.active, stored.forced) == (Status.RUNNING, True, False)
+    assert (stored.host, stored.pid) == (runs.HOST, os.getpid())
     assert stored.started_at == stored.created_at == claimed.started_at
-    # The heartbeat is on the database's clock, the same host and moment here.
-    assert abs(stored.heartbeat_at - stored.started_at) < timedelta(seconds=2)
-    assert stored.forced is False
-    assert model_to_dict(claimed) == model_to_dict(stored)
+    assert abs(stored.heartbeat_at - stored.started_at) < timedelta(seconds=2)  # one host here
     runs.finish(claimed, status=Status.SUCCEEDED, summary={"n": 1})
     stored.refresh_from_db()
     assert (stored.status, stored.active, stored.summary) == (Status.SUCCEEDED, False, {"n": 1})
 
 
 @BOTH
-def test_the_state_is_read_from_before_the_claim_and_an_executing_run_blocks_it(make_job, database):
+def test_an_executing_run_blocks_the_claim_until_it_ends_or_is_reaped(make_job, database):
     spec = make_job("tests.claimed_job", every=60)
     tick = grid_tick(60)
     first = claim(spec.name, tick - timedelta(minutes=1))
-    assert first.run is not None
-    assert first.state.last_tick is None
-    assert first.state.schedule_since is not None
-    assert first.state.executing is None
+    assert first is not None
 
-    blocked = claim(spec.name, tick)
-    assert blocked.run is None
-    assert blocked.state.last_tick == tick - timedelta(minutes=1)
-    assert blocked.state.executing is not None
-    assert blocked.state.executing.pk == first.run.pk
+    with pytest.raises(runs.JobExecuting) as refused:
+        claim(spec.name, tick)
+    assert refused.value.run.pk == first.pk
     assert not JobRun.objects.filter(job_name=spec.name, scheduled_for=tick).exists()
 
     # A run whose process stopped heartbeating still blocks it (the process may only be stopped)...
-    JobRun.objects.filter(pk=first.run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
-    assert claim(spec.name, tick).state.executing.pk == first.run.pk
+    JobRun.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+    with pytest.raises(runs.JobExecuting):
+        claim(spec.name, tick)
     # ... until the reaper closes it.
     assert runs.reap_lost(stale_after=15) == 1
     taken = claim(spec.name, tick)
-    assert taken.run is not None and taken.state.executing is None
-    runs.finish(taken.run, status=Status.SUCCEEDED, summary={})
+    assert taken is not None
+    runs.finish(taken, status=Status.SUCCEEDED, summary={})
 
-    # The same tick again: nothing executes, and the row exists: not claimed, not skipped.
-    again = claim(spec.name, tick)
-    assert again.run is None and again.state.executing is None
-    assert again.state.last_tick == tick
+    # The same tick again: its row exists (another leader's): not claimed, and nothing raised.
+    assert claim(spec.name, tick) is None
     assert JobRun.objects.filter(job_name=spec.name, scheduled_for=tick).count() == 1
 
 
@@ -93,28 +82,15 @@ def prepared_statements() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def prepared_claims() -> list[str]:
-    return [statement for statement in prepared_statements() if "claimed AS" in statement]
-
-
 def prepared_finishes() -> list[str]:
     return [statement for statement in prepared_statements() if statement.startswith('UPDATE "stayy_jobrun"')]
-
-
-def test_the_claim_is_prepared_once_per_connection(make_job):
-    spec = make_job("tests.claimed_job", every=1)
-    tick = grid_tick(1)
-    for step in range(3):
-        assert claim(spec.name, tick - timedelta(seconds=step)).run is not None
-        JobRun.objects.filter(job_name=spec.name).update(active=False)
-    assert len(prepared_claims()) == 1
 
 
 def test_a_runs_end_is_prepared_and_repeats_its_statement(make_job):
     spec = make_job("tests.claimed_job", every=1)
     tick = grid_tick(1)
     for step in range(3):
-        run = claim(spec.name, tick - timedelta(seconds=step)).run
+        run = claim(spec.name, tick - timedelta(seconds=step))
         assert run is not None
         runs.finish(run, status=Status.SUCCEEDED, summary={"step": step})
         assert JobRun.objects.get(pk=run.pk).summary == {"step": step}
@@ -129,7 +105,7 @@ def test_with_prepared_statements_off_nothing_is_prepared(make_job, settings):
     saved = options.pop("prepare_threshold")
     connection.close()
     try:
-        run = claim(spec.name, grid_tick(1)).run
+        run = claim(spec.name, grid_tick(1))
         assert run is not None
         runs.finish(run, status=Status.SUCCEEDED, summary={})
         assert prepared_statements() == []
@@ -138,14 +114,14 @@ def test_with_prepared_statements_off_nothing_is_prepared(make_job, settings):
         connection.close()
 
 
-def test_a_connection_the_server_closed_is_replaced_and_the_tick_claimed(make_job):
-    """The claim is its own health check: after a database restart the first tick still runs."""
+def test_a_connection_the_server_closed_is_replaced_and_the_tick_run(make_job):
+    """Connections are checked around each run: after a database restart the first tick still runs."""
     spec = make_job("tests.claimed_job", every=60)
     connection.ensure_connection()
     old_pid = connection.connection.info.backend_pid
     with psycopg.connect(child_database_url(), autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [old_pid])
-    claimed = claim(spec.name, grid_tick(60))
-    assert claimed.run is not None
+    runner.run_tick(spec, grid_tick(60), still_leader=lambda: True)
+    (row,) = JobRun.objects.filter(job_name=spec.name)
+    assert row.status == Status.SUCCEEDED
     assert connection.connection.info.backend_pid != old_pid
-    assert JobRun.objects.get(pk=claimed.run.pk).status == Status.RUNNING

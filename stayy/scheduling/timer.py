@@ -1,0 +1,125 @@
+"""The leader's timer: waits for each job's next tick on the cluster's clock and hands it on.
+
+APScheduler's triggers compute the fire times (the interval grid, the DST-safe
+crontab); this loop only waits for the earliest one, in one thread, and calls
+``on_due(name, tick, missed)`` for each job that is due: ``tick`` is the
+newest due fire time, ``missed`` the older ones it passed while it could not
+run (the process was stopped, or the loop late), oldest first. The clock is
+a callable, so the leader can give the database's time instead of the host's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from apscheduler.triggers.base import BaseTrigger
+
+from stayy.scheduling.triggers import Schedule
+
+logger = logging.getLogger("stayy.jobs")
+
+OnDue = Callable[[str, datetime, list[datetime]], None]
+#: The loop wakes at least this often (seconds), so a changed clock offset takes effect.
+MAX_WAIT = 1.0
+#: At most this many missed fire times of one job are handed on at once (the newest kept).
+MAX_MISSED = 10_000
+
+
+@dataclass
+class _Entry:
+    trigger: BaseTrigger
+    next_at: datetime | None
+    paused: bool
+
+
+class TickTimer:
+    """Fires the ticks of the jobs it holds until :meth:`stop`; :meth:`start` runs it in a thread."""
+
+    def __init__(self, *, clock: Callable[[], datetime], on_due: OnDue, name: str = "stayy-timer") -> None:
+        self._clock = clock
+        self._on_due = on_due
+        self._name = name
+        self._jobs: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, name: str, schedule: Schedule, *, paused: bool, now: datetime) -> None:
+        """Schedule ``name``: its first tick is the first fire time after ``now``."""
+        trigger = schedule.build_trigger()
+        with self._lock:
+            self._jobs[name] = _Entry(trigger, None if paused else _next_after(trigger, now), paused)
+        self._wake.set()
+
+    def set_paused(self, name: str, paused: bool) -> bool:
+        """Pause or resume ``name`` (resumed, it ticks from the next fire time); ``True`` if it changed."""
+        with self._lock:
+            entry = self._jobs.get(name)
+            if entry is None or entry.paused == paused:
+                return False
+            entry.paused = paused
+            entry.next_at = None if paused else _next_after(entry.trigger, self._clock())
+        self._wake.set()
+        return True
+
+    def next_run_times(self) -> dict[str, datetime | None]:
+        with self._lock:
+            return {name: entry.next_at for name, entry in self._jobs.items()}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop firing; a tick already handed on is not recalled."""
+        self._stopped.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                wait = self.fire_due()
+            except Exception:
+                logger.exception("tick timer error")
+                wait = MAX_WAIT
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def fire_due(self) -> float:
+        """Hand on every due tick now; returns the seconds until the next one (at most ``MAX_WAIT``)."""
+        now = self._clock()
+        due: list[tuple[str, list[datetime]]] = []
+        with self._lock:
+            for name, entry in self._jobs.items():
+                if entry.next_at is None or entry.next_at > now:
+                    continue
+                times: list[datetime] = []
+                at: datetime | None = entry.next_at
+                while at is not None and at <= now:
+                    times.append(at)
+                    if len(times) > MAX_MISSED:
+                        times.pop(0)
+                    at = entry.trigger.get_next_fire_time(at, now)
+                entry.next_at = at
+                due.append((name, times))
+            upcoming = [entry.next_at for entry in self._jobs.values() if entry.next_at is not None]
+        for name, times in due:
+            if self._stopped.is_set():
+                break
+            self._on_due(name, times[-1], times[:-1])
+        if not upcoming:
+            return MAX_WAIT
+        return max(0.0, min(MAX_WAIT, (min(upcoming) - self._clock()).total_seconds()))
+
+
+def _next_after(trigger: BaseTrigger, now: datetime) -> datetime | None:
+    """The trigger's first fire time strictly after ``now``."""
+    at = trigger.get_next_fire_time(None, now)
+    while at is not None and at <= now:
+        at = trigger.get_next_fire_time(at, now)
+    return at
