@@ -106,6 +106,9 @@ TEMPLATES = [
     },
 ]
 
+# A run whose process wrote no heartbeat for this long may be closed as lost (JOB_RUN_STALE_AFTER).
+_RUN_STALE_AFTER = env_float("JOB_RUN_STALE_AFTER", 15.0, minimum=3.0)
+
 # --- Database ---------------------------------------------------------------
 # Persistent connections, checked before reuse: each gunicorn thread and each
 # job thread keeps one connection, so PostgreSQL needs
@@ -139,6 +142,22 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
 else:
     _database.setdefault("OPTIONS", {})
     _database["OPTIONS"].setdefault("connect_timeout", 5)
+    # A silent network partition (packets dropped, no reset) ends a connection within
+    # about 10 s instead of the kernel's 15 minutes: unacknowledged data and keepalive
+    # probes give up after tcp_user_timeout. Any of these in DATABASE_URL's query wins.
+    for _option, _value in {
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+    }.items():
+        _database["OPTIONS"].setdefault(_option, _value)
+    # A session that stays inside a transaction without a statement for the stale
+    # window (its process stopped, frozen or cut off) is ended by the server: its
+    # locks go, and the run the cluster started meanwhile is not held up by them.
+    _idle = f"-c idle_in_transaction_session_timeout={int(_RUN_STALE_AFTER * 1000)}"
+    _database["OPTIONS"]["options"] = " ".join(filter(None, [_database["OPTIONS"].get("options", ""), _idle]))
     # Lets psycopg prepare statements on the server. Django's own queries bind on the
     # client and are never prepared; only the scheduler's tick claim and run end
     # (stayy/repository/prepared.py), each ten times a second at ten 1-second jobs, ask. Off
@@ -264,10 +283,10 @@ STAYY = {
     "JOB_ENABLE": env_bool("JOB_ENABLE", False),
     "JOB_NAME": env_str("JOB_NAME", "stayy-api") or "stayy-api",
     "JOB_OVERRIDES": env_json_object("JOB_OVERRIDES"),
-    "LEASE_TTL": env_float("JOB_LEASE_TTL", 10.0, minimum=1.0),
+    "LEASE_TTL": env_float("JOB_LEASE_TTL", 4.0, minimum=1.0),
     "SHUTDOWN_GRACE": env_float("JOB_SHUTDOWN_GRACE", 20.0, minimum=0.0),
     "RUN_RETENTION_DAYS": env_int("JOB_RUN_RETENTION_DAYS", 14, minimum=1),
-    "RUN_STALE_AFTER": env_float("JOB_RUN_STALE_AFTER", 15.0, minimum=3.0),
+    "RUN_STALE_AFTER": _RUN_STALE_AFTER,
     "CATCHUP_WINDOW": env_float("JOB_CATCHUP_WINDOW", 3600.0, minimum=0.0),
     "TICK_THREADS": env_int("JOB_TICK_THREADS", 4, minimum=1),
     # Lines a run logs are stored with it, up to this many bytes (the start is kept).

@@ -28,6 +28,19 @@ class Job(models.Model):
     schedule = models.CharField(max_length=200, help_text="The trigger in words.")
     timeout = models.FloatField(help_text="Seconds.")
     misfire_grace = models.FloatField(help_text="Seconds.")
+    overlap = models.CharField(
+        max_length=8, default="skip", help_text="A tick that finds the job running: 'skip' it or 'queue' it."
+    )
+    retries = models.PositiveSmallIntegerField(
+        default=0, help_text="Retries of a failed, timed-out or lost run."
+    )
+    retry_backoff = models.FloatField(default=10.0, help_text="Seconds before the first retry (doubling).")
+    atomic = models.BooleanField(
+        default=False, help_text="The handler's writes and the run's end commit together."
+    )
+    jitter = models.FloatField(
+        default=0.0, help_text="Seconds a tick may start late, the same in every process."
+    )
     enabled = models.BooleanField(default=True, help_text="From configuration (JOB_OVERRIDES).")
     paused = models.BooleanField(default=False)
     paused_by = models.CharField(max_length=150, blank=True)
@@ -66,6 +79,7 @@ class JobRun(models.Model):
         SCHEDULE = "schedule", "schedule"
         MANUAL = "manual", "manual"
         COMMAND = "command", "command"
+        RETRY = "retry", "retry"
 
     job_name = models.CharField(max_length=200)
     scheduled_for = models.DateTimeField()
@@ -74,6 +88,18 @@ class JobRun(models.Model):
     active = models.BooleanField(
         default=False, help_text="The handler is executing (it may outlive a timed-out run)."
     )
+    attempt = models.PositiveSmallIntegerField(
+        default=0, db_default=0, help_text="0 for a first run; 1..retries for the retries of it."
+    )
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+        help_text="The run retried.",
+    )
+    not_before = models.DateTimeField(null=True, blank=True, help_text="A queued retry waits until then.")
     forced = models.BooleanField(
         default=False,
         db_default=False,
@@ -107,6 +133,12 @@ class JobRun(models.Model):
                 condition=Q(active=True, forced=False),
                 name="stayy_jobrun_one_executing",
             ),
+            models.UniqueConstraint(
+                fields=["job_name"],
+                condition=Q(status="queued", trigger="schedule"),
+                name="stayy_jobrun_one_queued_tick",
+            ),
+            models.UniqueConstraint(fields=["retry_of"], name="stayy_jobrun_one_retry_per_run"),
         ]
         # The history pages filter by one of job, status or trigger (or a date range) and
         # show the newest first: each index matches a filter plus that order exactly, so a

@@ -86,12 +86,18 @@ class JobBusy(Exception):
 
 
 def job_run_in_process(
-    *, name: str, force: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None
+    *,
+    name: str,
+    force: bool = False,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_hung: Callable[[str], None] | None = None,
 ) -> JobRun:
     """Run a job once, now, in the calling thread (``runjobs --run``); takes no lease.
 
     Refuses with :class:`JobBusy` if the job is executing elsewhere, unless ``force``. A run of a
     process that stopped heartbeating ``JOB_RUN_STALE_AFTER`` ago is closed first as lost.
+    ``on_hung(reason)`` is called (from another thread) if the handler is still executing
+    ``JOB_SHUTDOWN_GRACE`` after its timeout; it must end the process.
     """
     spec = registry.get(name)
     runs.reap_lost(stale_after=stayy_settings.run_stale_after, keep=tracker.running())
@@ -99,7 +105,7 @@ def job_run_in_process(
         run = runs.create_started(job_name=name, trigger=JobRun.Trigger.COMMAND, forced=force)
     except runs.JobExecuting as busy:
         raise JobBusy(f"{name} is executing elsewhere: {busy}") from None
-    runner.execute(spec, run, on_progress=on_progress)
+    runner.execute(spec, run, on_progress=on_progress, on_hung=on_hung)
     run.refresh_from_db()
     return run
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from stayy.scheduling.tracker import tracker
 from users.repository.cache import breaker as cache_breaker
 
 
@@ -12,6 +13,13 @@ from users.repository.cache import breaker as cache_breaker
 def fast_password_hasher(settings) -> None:
     """The production hasher takes ~0.3 s per password; the suite hashes hundreds."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def test_process_stays() -> None:
+    """A handler a test left hanging past its timeout and grace must not make the test process leave
+    (a real process does: tests/cluster/test_hung_handlers.py); the reason is kept instead."""
+    tracker.on_leave = lambda _reason: None
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,7 @@ class JobAdmin(ReadOnlyAdmin):
         (None, {"fields": ("name", "description", "runs")}),
         ("Schedule", {"fields": ("schedule", "trigger", "next_run_at", "schedule_since")}),
         ("Limits", {"fields": ("timeout", "misfire_grace")}),
+        ("Policies", {"fields": ("overlap", "retries", "retry_backoff", "atomic", "jitter")}),
         ("State", {"fields": ("enabled", "paused", "paused_by", "last_run", "updated_at")}),
     )
     readonly_fields = ["runs", "last_run"]

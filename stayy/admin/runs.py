@@ -103,6 +103,7 @@ class JobRunAdmin(ReadOnlyAdmin):
 
     fieldsets = (
         (None, {"fields": ("id", "job_link", "status_badge", "trigger", "requested_by")}),
+        ("Retries", {"fields": ("attempt", "retry_of", "not_before")}),
         (
             "Timing",
             {
@@ -116,7 +117,7 @@ class JobRunAdmin(ReadOnlyAdmin):
                 )
             },
         ),
-        ("Where", {"fields": ("host", "pid", "active")}),
+        ("Where", {"fields": ("host", "pid", "active", "forced")}),
         ("Outcome", {"fields": ("error", "summary_pretty", "traceback_pre")}),
         ("Log", {"fields": ("log_pre",)}),
     )

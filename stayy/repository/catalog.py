@@ -18,6 +18,11 @@ def _spec_fields(spec: JobSpec) -> dict[str, object]:
         "schedule": spec.schedule.describe(),
         "timeout": spec.timeout,
         "misfire_grace": spec.misfire_grace,
+        "overlap": spec.overlap,
+        "retries": spec.retries,
+        "retry_backoff": spec.retry_backoff,
+        "atomic": spec.atomic,
+        "jitter": spec.jitter,
         "enabled": spec.enabled,
     }
 

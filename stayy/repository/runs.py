@@ -194,8 +194,53 @@ def create_queued(*, job_name: str, requested_by: str) -> JobRun:
     )
 
 
+def queue_tick(*, job_name: str, scheduled_for: datetime) -> bool:
+    """Record a tick that waits for the job's executing run (overlap "queue"); ``False`` if one
+    tick of the job already waits, or this tick already has a row."""
+    now = cluster_clock.now()
+    try:
+        with transaction.atomic():
+            JobRun.objects.create(
+                job_name=job_name,
+                scheduled_for=scheduled_for,
+                trigger=JobRun.Trigger.SCHEDULE,
+                status=Status.QUEUED,
+                created_at=now,
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def queued_tick(*, job_name: str) -> JobRun | None:
+    return JobRun.objects.filter(
+        job_name=job_name, status=Status.QUEUED, trigger=JobRun.Trigger.SCHEDULE
+    ).first()
+
+
+def queue_retry(run: JobRun, *, not_before: datetime) -> JobRun | None:
+    """Queue the next attempt of ``run`` (a failed, timed-out or lost one), to start at ``not_before``
+    or later; ``None`` if it already has one."""
+    try:
+        with transaction.atomic():
+            return JobRun.objects.create(
+                job_name=run.job_name,
+                scheduled_for=run.scheduled_for,
+                trigger=JobRun.Trigger.RETRY,
+                status=Status.QUEUED,
+                created_at=cluster_clock.now(),
+                attempt=run.attempt + 1,
+                retry_of=run,
+                not_before=not_before,
+            )
+    except IntegrityError:
+        return None
+
+
 def queued_runs(*, limit: int = 20) -> list[JobRun]:
-    return list(JobRun.objects.filter(status=Status.QUEUED).order_by("created_at")[:limit])
+    """Queued runs that may start now (run-now requests, waiting ticks, retries whose time came)."""
+    due = Q(not_before__isnull=True) | Q(not_before__lte=cluster_clock.now())
+    return list(JobRun.objects.filter(due, status=Status.QUEUED).order_by("created_at")[:limit])
 
 
 def claim_queued(run_id: int, *, job_name: str) -> bool:
@@ -222,6 +267,10 @@ def close_queued(run_id: int, *, status: str, reason: str) -> None:
     JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
         status=status, finished_at=cluster_clock.now(), error=reason, **_where()
     )
+
+
+def get_run(run_id: int) -> JobRun | None:
+    return JobRun.objects.filter(pk=run_id).first()
 
 
 def executing_run(*, job_name: str) -> JobRun | None:
@@ -355,21 +404,32 @@ def abandon(run_ids: Iterable[int], *, reason: str) -> int:
     return closed
 
 
-def reap_lost(*, stale_after: float, keep: Iterable[int] = ()) -> int:
+def abandon_timed_out(run_id: int, *, note: str) -> bool:
+    """Give up on a timed-out run whose handler never returned (its process leaves): it stays
+    ``timed_out``, with ``note`` added to its error, and no longer holds the job."""
+    closed = JobRun.objects.filter(pk=run_id, active=True).update(
+        status=Status.TIMED_OUT, active=False, error=Concat("error", Value(f"\n{note}"))
+    )
+    return bool(closed)
+
+
+def reap_lost(*, stale_after: float, keep: Iterable[int] = ()) -> list[JobRun]:
     """Close runs whose process stopped heartbeating ``stale_after`` s ago (by the database's
-    clock) as failed ("process lost"), except the runs in ``keep`` (this process executes them)."""
+    clock) as failed ("process lost"), except the runs in ``keep`` (this process executes them).
+    Returns the runs closed (a timed-out run only gives up the job's slot: it is not returned)."""
     now = cluster_clock.now()
     stale = Q(heartbeat_at__lt=stale_before(stale_after)) | Q(heartbeat_at__isnull=True)
     lost = JobRun.objects.filter(stale, active=True).exclude(pk__in=list(keep))
-    closed = 0
+    closed = []
     for run in lost:
         reason = f"process lost: {run.host}:{run.pid} stopped heartbeating"
         # The same condition again: a heartbeat since the SELECT keeps the run alive.
         still_lost = JobRun.objects.filter(stale, pk=run.pk, active=True)
         if run.status == Status.RUNNING:
-            closed += still_lost.filter(status=Status.RUNNING).update(
+            if still_lost.filter(status=Status.RUNNING).update(
                 status=Status.FAILED, error=reason, active=False, **_finished_fields(run, now)
-            )
+            ):
+                closed.append(run)
         else:
             still_lost.update(active=False)
     return closed

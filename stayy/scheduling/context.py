@@ -44,6 +44,7 @@ class JobContext:
         scheduled_for: datetime,
         trigger: str,
         timeout: float,
+        attempt: int = 0,
         on_progress: ProgressCallback | None = None,
         stale_after: float | None = None,
     ) -> None:
@@ -51,6 +52,7 @@ class JobContext:
         self.run_id = run_id
         self.scheduled_for = scheduled_for
         self.trigger = trigger
+        self.attempt = attempt  # 0, or 1..retries for a retry of the same tick
         self.timeout = timeout
         self.started_monotonic = time.monotonic()
         self.deadline = datetime.now(scheduled_for.tzinfo) + timedelta(seconds=timeout)

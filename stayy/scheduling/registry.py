@@ -4,14 +4,24 @@ Like Zulip's ``@assign_queue``, declaring a job is one decorator in the app
 that owns it. ``JOB_OVERRIDES`` is applied on top at startup; an override for
 an unknown job or with an invalid value is a :class:`~config.env.ConfigError`
 naming the job.
+
+Besides its schedule and limits a job has policies, the same in ``@job`` and
+in ``JOB_OVERRIDES``: ``overlap`` ("skip" a tick that finds the job running,
+or "queue" it: at most one waits), ``retries`` and ``retry_backoff`` (a
+failed, timed-out or lost run is run again as a new run, after
+``retry_backoff`` seconds doubling per attempt), ``atomic`` (the handler's
+writes and its run's end commit together) and ``jitter`` (each tick starts up
+to that many seconds late, by an amount derived from the job and the tick).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils.module_loading import autodiscover_modules
@@ -24,7 +34,11 @@ from stayy.scheduling.triggers import InvalidSchedule, Schedule, parse_schedule
 Handler = Callable[[JobContext], Mapping[str, Any] | None]
 
 JOB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_OVERRIDE_KEYS = {"interval", "cron", "timezone", "enabled", "timeout", "misfire_grace"}
+_POLICY_KEYS = {"overlap", "retries", "retry_backoff", "atomic", "jitter"}
+_OVERRIDE_KEYS = {"interval", "cron", "timezone", "enabled", "timeout", "misfire_grace", *_POLICY_KEYS}
+OVERLAP_CHOICES = ("skip", "queue")
+#: Retry waits double per attempt up to this many seconds.
+RETRY_BACKOFF_MAX = 3600.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,23 @@ class JobSpec:
     misfire_grace: float
     enabled: bool = True
     description: str = ""
+    overlap: str = "skip"
+    retries: int = 0
+    retry_backoff: float = 10.0
+    atomic: bool = False
+    jitter: float = 0.0
+
+    def jitter_delay(self, tick: datetime) -> timedelta:
+        """How late ``tick`` starts: the same in every process, from the job's name and the tick."""
+        if not self.jitter:
+            return timedelta(0)
+        digest = hashlib.sha256(f"{self.name}@{tick.timestamp():.6f}".encode()).digest()
+        fraction = int.from_bytes(digest[:8], "big") / 2**64
+        return timedelta(seconds=self.jitter * fraction)
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before retry ``attempt`` (1..``retries``): the backoff doubling, capped."""
+        return min(RETRY_BACKOFF_MAX, self.retry_backoff * 2 ** (attempt - 1))
 
 
 class UnknownJob(LookupError):
@@ -63,6 +94,32 @@ def _positive_seconds(value: object, what: str) -> float:
     return float(value)
 
 
+def _policies(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy options among ``values``, checked (raises :class:`InvalidSchedule` naming one)."""
+    checked: dict[str, Any] = {}
+    if "overlap" in values:
+        if values["overlap"] not in OVERLAP_CHOICES:
+            raise InvalidSchedule(f"overlap must be 'skip' or 'queue', got {values['overlap']!r}")
+        checked["overlap"] = values["overlap"]
+    if "retries" in values:
+        retries = values["retries"]
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+            raise InvalidSchedule(f"retries must be a whole number from 0 to 100, got {retries!r}")
+        checked["retries"] = retries
+    if "retry_backoff" in values:
+        checked["retry_backoff"] = _positive_seconds(values["retry_backoff"], "retry_backoff")
+    if "atomic" in values:
+        if not isinstance(values["atomic"], bool):
+            raise InvalidSchedule(f"atomic must be true or false, got {values['atomic']!r}")
+        checked["atomic"] = values["atomic"]
+    if "jitter" in values:
+        jitter = values["jitter"]
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < math.inf:
+            raise InvalidSchedule(f"jitter must be 0 or a positive number of seconds, got {jitter!r}")
+        checked["jitter"] = float(jitter)
+    return checked
+
+
 def job(
     name: str,
     *,
@@ -72,14 +129,30 @@ def job(
     timeout: float = 300,
     misfire_grace: float = 60,
     enabled: bool = True,
+    overlap: str = "skip",
+    retries: int = 0,
+    retry_backoff: float = 10.0,
+    atomic: bool = False,
+    jitter: float = 0.0,
 ) -> Callable[[Handler], Handler]:
-    """Declare the decorated function as the handler of a scheduled job."""
+    """Declare the decorated function as the handler of a scheduled job (policies: module docs)."""
 
     def register(handler: Handler) -> Handler:
         if not JOB_NAME_RE.match(name):
             raise ValueError(f"job name {name!r} must look like 'app.job_name' (lower case, dots)")
         if name in _declared and _declared[name].handler is not handler:
             raise ValueError(f"job {name!r} is declared twice")
+        policies = {
+            "overlap": overlap,
+            "retries": retries,
+            "retry_backoff": retry_backoff,
+            "atomic": atomic,
+            "jitter": jitter,
+        }
+        try:
+            checked = _policies(policies)
+        except InvalidSchedule as exc:
+            raise ValueError(f"job {name!r}: {exc}") from None
         spec = JobSpec(
             name=name,
             handler=handler,
@@ -88,6 +161,7 @@ def job(
             misfire_grace=_positive_seconds(misfire_grace, "misfire_grace"),
             enabled=enabled,
             description=(handler.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "),
+            **checked,
         )
         _declared[name] = spec
         _effective[name] = spec
@@ -145,6 +219,7 @@ def override_spec(spec: JobSpec, override: object) -> JobSpec:
         changes["timeout"] = _positive_seconds(override["timeout"], "timeout")
     if "misfire_grace" in override:
         changes["misfire_grace"] = _positive_seconds(override["misfire_grace"], "misfire_grace")
+    changes.update(_policies(override))
     return replace(spec, **changes)
 
 

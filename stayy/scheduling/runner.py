@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections, transaction
 from django_apscheduler.util import close_old_connections as db_connections_checked
 
 from stayy.conf import stayy_settings
@@ -38,6 +40,7 @@ from stayy.observability import metrics
 from stayy.observability.logcontext import RunLog, bind_run
 from stayy.repository import catalog, runs
 from stayy.repository.clock import cluster_clock
+from stayy.scheduling import registry
 from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
 from stayy.scheduling.deadlines import deadlines
 from stayy.scheduling.registry import JobSpec
@@ -94,7 +97,7 @@ def run_tick(
             return
         if missed_before:
             _record_missed(spec, missed_before, next_tick=scheduled_for)
-        late = (cluster_clock.now() - scheduled_for).total_seconds()
+        late = (cluster_clock.now() - scheduled_for - spec.jitter_delay(scheduled_for)).total_seconds()
         if late > spec.misfire_grace:
             if runs.record_tick(
                 job_name=spec.name,
@@ -107,13 +110,7 @@ def run_tick(
         try:
             run = runs.claim_tick(job_name=spec.name, scheduled_for=scheduled_for)
         except runs.JobExecuting as busy:
-            if runs.record_tick(
-                job_name=spec.name,
-                scheduled_for=scheduled_for,
-                status=Status.SKIPPED,
-                reason=overlap_reason(busy.run),
-            ):
-                metrics.observe_ticks_not_run(spec.name, Status.SKIPPED)
+            _skip_or_queue(spec, scheduled_for, executing=busy.run)
             return
         if run is None:
             logger.debug("tick %s of %s already claimed elsewhere", scheduled_for, spec.name)
@@ -121,6 +118,31 @@ def run_tick(
         execute(spec, run, on_started=on_started)
     except DatabaseError as exc:
         logger.error("tick %s of %s not run: database error: %s", scheduled_for.isoformat(), spec.name, exc)
+
+
+def _skip_or_queue(spec: JobSpec, scheduled_for: datetime, *, executing: JobRun | None) -> None:
+    """A tick that found the job executing: it waits (overlap "queue", one at most) or is skipped."""
+    if spec.overlap == "queue":
+        if runs.queue_tick(job_name=spec.name, scheduled_for=scheduled_for):
+            logger.info(
+                "%s: tick %s queued behind %s",
+                spec.name,
+                scheduled_for.isoformat(),
+                overlap_reason(executing),
+            )
+            return
+        waiting = runs.queued_tick(job_name=spec.name)
+        reason = (
+            f"a tick already waits for the running one (run {waiting.pk})"
+            if waiting
+            else overlap_reason(executing)
+        )
+    else:
+        reason = overlap_reason(executing)
+    if runs.record_tick(
+        job_name=spec.name, scheduled_for=scheduled_for, status=Status.SKIPPED, reason=reason
+    ):
+        metrics.observe_ticks_not_run(spec.name, Status.SKIPPED)
 
 
 def _record_missed(spec: JobSpec, missed: Sequence[datetime], *, next_tick: datetime) -> None:
@@ -138,16 +160,18 @@ def _record_missed(spec: JobSpec, missed: Sequence[datetime], *, next_tick: date
 def run_manual(spec: JobSpec, run_id: int) -> None:
     """Execute a queued manual run that this process has claimed."""
     try:
-        run = JobRun.objects.get(pk=run_id)
-        execute(spec, run)
+        run = runs.get_run(run_id)
+        if run is not None:
+            execute(spec, run)
     except DatabaseError as exc:
         logger.error("manual run %s of %s failed to start: %s", run_id, spec.name, exc)
 
 
 def _record_outcome(
     ctx: JobContext, run: JobRun, *, status: str, error: str, exc: BaseException | None, log: str
-) -> None:
-    """Store how a run ended, retrying through a short database outage.
+) -> bool:
+    """Store how a run ended, retrying through a short database outage; ``False`` if the row was no
+    longer the run's own (or could not be written).
 
     The first attempt uses the connection as the run left it: the claim used
     it just before the handler, and checking it first (Django's health check)
@@ -159,14 +183,16 @@ def _record_outcome(
     summary = json_safe(ctx.summary)
     for delay in FINISH_RETRY_DELAYS:
         try:
-            if not runs.finish(run, status=status, summary=summary, error=error, exc=exc, log=log):
-                _note_late_end(ctx, run, status=status, error=error, summary=summary)
-            return
+            if runs.finish(run, status=status, summary=summary, error=error, exc=exc, log=log):
+                return True
+            _note_late_end(ctx, run, status=status, error=error, summary=summary)
+            return False
         except DatabaseError as db_error:
             ctx.logger.warning("outcome %s not recorded yet (%s); retrying in %g s", status, db_error, delay)
             time.sleep(delay)
             close_old_connections()
     ctx.logger.error("outcome %s of run %s not recorded: the database stayed unreachable", status, run.pk)
+    return False
 
 
 def _note_late_end(ctx: JobContext, run: JobRun, *, status: str, error: str, summary: dict[str, Any]) -> None:
@@ -193,16 +219,22 @@ def json_safe(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 class _ProgressSaver:
-    """Stores the summary a handler reports, at most once a second."""
+    """Stores the summary a handler reports, at most once a second.
 
-    def __init__(self, run_id: int, echo: Callable[[dict[str, Any]], None] | None) -> None:
-        self.run_id, self.echo = run_id, echo
+    Not for an atomic run: from inside its transaction the write would lock the run's row (and
+    hold up its heartbeats) until the end; its summary is stored with its end.
+    """
+
+    def __init__(self, run_id: int, echo: Callable[[dict[str, Any]], None] | None, *, store: bool) -> None:
+        self.run_id, self.echo, self.store = run_id, echo, store
         self.last_saved = 0.0
         self.ctx: JobContext | None = None
 
     def __call__(self, summary: dict[str, Any]) -> None:
         if self.echo is not None:
             self.echo(summary)
+        if not self.store:
+            return
         now = time.monotonic()
         if now - self.last_saved >= PROGRESS_SAVE_INTERVAL:
             self.last_saved = now
@@ -211,6 +243,85 @@ class _ProgressSaver:
                     self.ctx.lose("its run row was closed by another process")
             except DatabaseError as exc:
                 logger.warning("progress of run %s not saved: %s", self.run_id, exc)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str
+    error: str = ""
+    exc: BaseException | None = None
+    #: The run's end is already stored (an atomic run's, with its writes).
+    recorded: bool = False
+
+
+def _call(spec: JobSpec, ctx: JobContext) -> _Outcome:
+    """Call the handler; what it did, as a run's status."""
+    try:
+        result = spec.handler(ctx)
+        if result:
+            ctx.summary.update(result)
+    except JobSkipped as exc:
+        return _Outcome(Status.SKIPPED, str(exc))
+    except JobCancelled as exc:
+        return _Outcome(Status.FAILED, f"cancelled: {exc}")
+    except Exception as exc:
+        return _Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}", exc)
+    if ctx.cancel_seen:  # it stopped when told to and returned: its work is not done
+        return _Outcome(Status.FAILED, f"cancelled: {ctx.cancel_reason}")
+    return _Outcome(Status.SUCCEEDED)
+
+
+class _RollBack(Exception):
+    def __init__(self, outcome: _Outcome) -> None:
+        self.outcome = outcome
+
+
+def _call_atomically(
+    spec: JobSpec, ctx: JobContext, run: JobRun, *, timed_out: threading.Event, run_log: RunLog
+) -> _Outcome:
+    """Call the handler in a transaction that also stores the run's end: both commit, or neither.
+
+    Only a run that succeeded in time and still owns its row commits; any other outcome rolls
+    the handler's writes back, so a retry of the tick starts from a clean slate.
+    """
+    try:
+        with transaction.atomic():
+            outcome = _call(spec, ctx)
+            if outcome.status != Status.SUCCEEDED or timed_out.is_set():
+                raise _RollBack(outcome)
+            summary = json_safe(ctx.summary)
+            if not runs.finish(run, status=Status.SUCCEEDED, summary=summary, log=run_log.text()):
+                raise _RollBack(_Outcome(Status.FAILED, "lost: its run row was closed by another process"))
+    except _RollBack as undo:
+        ctx.logger.info("the run's writes were rolled back")
+        return undo.outcome
+    except DatabaseError as exc:  # the commit failed (the server ended the session, say)
+        return _Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}", exc)
+    return _Outcome(Status.SUCCEEDED, recorded=True)
+
+
+#: Outcomes a job's ``retries`` apply to (a lost run is failed).
+RETRIED = (Status.FAILED, Status.TIMED_OUT)
+
+
+def retry_later(run_id: int) -> None:
+    """Queue the next attempt of a run that failed, timed out or was lost, if its job retries."""
+    run = runs.get_run(run_id)
+    if run is None or run.status not in RETRIED:
+        return
+    try:
+        spec = registry.get(run.job_name)
+    except registry.UnknownJob:
+        return
+    attempt = run.attempt + 1
+    if attempt > spec.retries:
+        return
+    delay = spec.retry_delay(attempt) * random.uniform(1.0, 1.2)  # spread, so retries do not bunch
+    retry = runs.queue_retry(run, not_before=cluster_clock.now() + timedelta(seconds=delay))
+    if retry is not None:
+        logger.info(
+            "%s: run %s retried in %.1f s (attempt %d of %d)", spec.name, run.pk, delay, attempt, spec.retries
+        )
 
 
 def run_log_max_bytes() -> int:
@@ -225,24 +336,51 @@ def execute(
     *,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     on_started: Callable[[], None] | None = None,
+    on_hung: Callable[[str], None] | None = None,
 ) -> str:
-    """Run the handler for a claimed run row and record its outcome; returns the final status."""
-    saver = _ProgressSaver(run.pk, on_progress)
+    """Run the handler for a claimed run row and record its outcome; returns the final status.
+
+    A handler still executing ``JOB_SHUTDOWN_GRACE`` after its timeout is abandoned: its run is
+    recorded so, and ``on_hung(reason)`` (default: the process leaves, :meth:`RunTracker.leave`)
+    is called from another thread.
+    """
+    saver = _ProgressSaver(run.pk, on_progress, store=not spec.atomic)
     ctx = JobContext(
         job_name=spec.name,
         run_id=run.pk,
         scheduled_for=run.scheduled_for,
         trigger=run.trigger,
         timeout=spec.timeout,
+        attempt=run.attempt,
         on_progress=saver,
         stale_after=stayy_settings.run_stale_after,
     )
     saver.ctx = ctx
     timed_out = threading.Event()
     run_log = RunLog(max_bytes=run_log_max_bytes())
+    grace = stayy_settings.shutdown_grace
+    returned = threading.Event()
+
+    def abandon() -> None:
+        """Still executing ``grace`` s after its timeout: this process cannot stop it, so it leaves."""
+        if returned.is_set():
+            return
+        reason = f"abandoned: process exited ({grace:g} s past the timeout the handler had not returned)"
+        try:
+            close_old_connections()
+            if runs.abandon_timed_out(run.pk, note=reason):
+                retry_later(run.pk)
+        except DatabaseError as exc:
+            ctx.logger.error("could not record the abandoned run: %s", exc)
+        finally:
+            connections.close_all()
+        (on_hung or tracker.leave)(
+            f"run {run.pk} of {spec.name} ignored its cancellation for {grace:g} s past its timeout"
+        )
 
     def on_deadline() -> None:
         timed_out.set()
+        deadlines.call_after(grace, abandon, name=f"stayy-hung-{spec.name}")
         ctx.cancel(f"timed out after {spec.timeout:g} s")
         # Logged first, so that the log stored with the timed-out run ends with it.
         ctx.logger.warning("run timed out after %g s; cancellation requested", spec.timeout)
@@ -258,30 +396,28 @@ def execute(
     if on_started is not None:
         on_started()  # from here on, shutdown reaches this run through the tracker
     watchdog = deadlines.call_after(spec.timeout, on_deadline, name=f"stayy-timeout-{spec.name}")
-    status, error, exc_info = Status.SUCCEEDED, "", None
     # Every line logged in this thread until the handler returns is kept with the run.
     with bind_run(spec.name, run.pk, log=run_log):
         ctx.logger.info("run started (%s, scheduled for %s)", run.trigger, run.scheduled_for.isoformat())
         try:
-            result = spec.handler(ctx)
-            if result:
-                ctx.summary.update(result)
-            if ctx.cancel_seen:  # it stopped when told to and returned: its work is not done
-                status, error = Status.FAILED, f"cancelled: {ctx.cancel_reason}"
-        except JobSkipped as exc:
-            status, error = Status.SKIPPED, str(exc)
-        except JobCancelled as exc:
-            status, error = Status.FAILED, f"cancelled: {exc}"
-        except Exception as exc:
-            status, error, exc_info = Status.FAILED, f"{type(exc).__name__}: {exc}", exc
+            if spec.atomic:
+                outcome = _call_atomically(spec, ctx, run, timed_out=timed_out, run_log=run_log)
+            else:
+                outcome = _call(spec, ctx)
         finally:
+            returned.set()
             watchdog.cancel()
+    status, error, exc_info = outcome.status, outcome.error, outcome.exc
     if timed_out.is_set():
         status = Status.TIMED_OUT
     try:
-        _record_outcome(ctx, run, status=status, error=error, exc=exc_info, log=run_log.text())
+        own = outcome.recorded or _record_outcome(
+            ctx, run, status=status, error=error, exc=exc_info, log=run_log.text()
+        )
     finally:
         tracker.unregister(run.pk)
+    if own and status in RETRIED:
+        retry_later(run.pk)
     started_at = run.started_at
     metrics.observe_run(
         spec.name,

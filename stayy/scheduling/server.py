@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from django.db import DatabaseError, close_old_connections
@@ -44,6 +44,8 @@ logger = logging.getLogger("stayy.jobs")
 
 State = Literal["candidate", "leader", "stopped"]
 CONTROL_POLL = 0.5
+#: Seconds between a candidate's tries to take the lease (at most a third of the TTL).
+CANDIDATE_POLL = 0.5
 #: Seconds between two searches for runs of lost processes (by the leader's loop).
 REAP_INTERVAL = 1.0
 
@@ -95,7 +97,7 @@ class JobServer:
                         # still down: only a database that answers ends the problem, so a long
                         # outage is logged once, not once per lease expiry.
                         leases.check_database()
-                    wait = 0.0 if self._try_acquire() else min(1.0, self.ttl / 3)
+                    wait = 0.0 if self._try_acquire() else min(CANDIDATE_POLL, self.ttl / 3)
                 self._set_problem("")
             except (DatabaseError, leases.LeaseUnavailable) as exc:
                 self._set_problem(f"{type(exc).__name__}: {exc}")
@@ -144,6 +146,8 @@ class JobServer:
                 logger.warning(
                     "shutdown: abandoned %d run(s) still executing after %g s: %s", closed, grace, left
                 )
+                for run_id in left:
+                    runner.retry_later(run_id)
             except DatabaseError as exc:
                 logger.error("shutdown: could not record abandoned runs %s: %s", left, exc)
         # Idle threads end at once; one whose run was abandoned above ends when its handler returns.
@@ -193,7 +197,10 @@ class JobServer:
         timer = TickTimer(clock=self.clock.now, on_due=self._submit_tick)
         for spec in specs:
             if spec.enabled:
-                timer.add(spec.name, spec.schedule, paused=rows[spec.name].paused, now=now)
+                # Ticks up to the job's jitter before now may not be due yet: the timer has them.
+                horizon = now - timedelta(seconds=spec.jitter)
+                paused = rows[spec.name].paused
+                timer.add(spec.name, spec.schedule, paused=paused, now=horizon, delay=spec.jitter_delay)
         self._timer = timer
         self.state = "leader"
         metrics.set_leader(self.name, True)
@@ -231,7 +238,7 @@ class JobServer:
         for spec in self._specs.values():
             if not spec.enabled or rows[spec.name].paused:
                 continue
-            owed = runner.owed_ticks(spec, now=now)
+            owed = runner.owed_ticks(spec, now=now - timedelta(seconds=spec.jitter))
             if owed:
                 self._submit_tick(spec.name, owed[-1], owed[:-1])
 
@@ -297,11 +304,12 @@ class JobServer:
         self._apply_pauses()
         self._start_queued_runs()
         if now >= self._next_reap:
-            # Here rather than before each tick: ticks ignore runs without a fresh heartbeat.
             self._next_reap = now + REAP_INTERVAL
             lost = runs.reap_lost(stale_after=stayy_settings.run_stale_after, keep=tracker.running())
             if lost:
-                logger.warning("closed %d run(s) of lost processes as failed", lost)
+                logger.warning("closed %d run(s) of lost processes as failed", len(lost))
+            for run in lost:
+                runner.retry_later(run.pk)
         if now >= self._next_publish:
             self._next_publish = now + max(1.0, stayy_settings.run_stale_after / 3)
             self._publish_next_runs()
@@ -336,9 +344,10 @@ class JobServer:
             try:
                 claimed = runs.claim_queued(queued.pk, job_name=spec.name)
             except runs.JobExecuting as busy:
-                runs.close_queued(
-                    queued.pk, status=JobRun.Status.SKIPPED, reason=runner.overlap_reason(busy.run)
-                )
+                if queued.trigger == JobRun.Trigger.MANUAL:
+                    reason = runner.overlap_reason(busy.run)
+                    runs.close_queued(queued.pk, status=JobRun.Status.SKIPPED, reason=reason)
+                # A waiting tick (overlap "queue") or a retry waits until the job's slot is free.
                 continue
             if claimed:
                 self.pool.submit(runner.run_manual, spec, queued.pk, name=f"stayy-job-{spec.name}")

@@ -6,6 +6,7 @@ crontab); this loop only waits for the earliest one, in one thread, and calls
 newest due fire time, ``missed`` the older ones it passed while it could not
 run (the process was stopped, or the loop late), oldest first. The clock is
 a callable, so the leader can give the database's time instead of the host's.
+A job with a ``delay`` (its jitter) is due that much after each fire time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.triggers.base import BaseTrigger
 
@@ -23,10 +24,15 @@ from stayy.scheduling.triggers import Schedule
 logger = logging.getLogger("stayy.jobs")
 
 OnDue = Callable[[str, datetime, list[datetime]], None]
+Delay = Callable[[datetime], timedelta]
 #: The loop wakes at least this often (seconds), so a changed clock offset takes effect.
 MAX_WAIT = 1.0
 #: At most this many missed fire times of one job are handed on at once (the newest kept).
 MAX_MISSED = 10_000
+
+
+def _no_delay(_tick: datetime) -> timedelta:
+    return timedelta(0)
 
 
 @dataclass
@@ -34,6 +40,10 @@ class _Entry:
     trigger: BaseTrigger
     next_at: datetime | None
     paused: bool
+    delay: Delay
+
+    def due_at(self) -> datetime | None:
+        return None if self.next_at is None else self.next_at + self.delay(self.next_at)
 
 
 class TickTimer:
@@ -49,11 +59,14 @@ class TickTimer:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, name: str, schedule: Schedule, *, paused: bool, now: datetime) -> None:
-        """Schedule ``name``: its first tick is the first fire time after ``now``."""
+    def add(
+        self, name: str, schedule: Schedule, *, paused: bool, now: datetime, delay: Delay = _no_delay
+    ) -> None:
+        """Schedule ``name``: its first tick is the first fire time after ``now``, due ``delay(tick)``
+        after it."""
         trigger = schedule.build_trigger()
         with self._lock:
-            self._jobs[name] = _Entry(trigger, None if paused else _next_after(trigger, now), paused)
+            self._jobs[name] = _Entry(trigger, None if paused else _next_after(trigger, now), paused, delay)
         self._wake.set()
 
     def set_paused(self, name: str, paused: bool) -> bool:
@@ -82,13 +95,13 @@ class TickTimer:
 
     def _run(self) -> None:
         while not self._stopped.is_set():
+            self._wake.clear()  # before looking: a change made meanwhile wakes the wait below
             try:
                 wait = self.fire_due()
             except Exception:
                 logger.exception("tick timer error")
                 wait = MAX_WAIT
             self._wake.wait(wait)
-            self._wake.clear()
 
     def fire_due(self) -> float:
         """Hand on every due tick now; returns the seconds until the next one (at most ``MAX_WAIT``)."""
@@ -96,18 +109,20 @@ class TickTimer:
         due: list[tuple[str, list[datetime]]] = []
         with self._lock:
             for name, entry in self._jobs.items():
-                if entry.next_at is None or entry.next_at > now:
+                due_at = entry.due_at()
+                if due_at is None or due_at > now:
                     continue
                 times: list[datetime] = []
                 at: datetime | None = entry.next_at
-                while at is not None and at <= now:
+                while at is not None and at + entry.delay(at) <= now:
                     times.append(at)
                     if len(times) > MAX_MISSED:
                         times.pop(0)
                     at = entry.trigger.get_next_fire_time(at, now)
                 entry.next_at = at
                 due.append((name, times))
-            upcoming = [entry.next_at for entry in self._jobs.values() if entry.next_at is not None]
+            due_times = [entry.due_at() for entry in self._jobs.values()]
+        upcoming = [due_at for due_at in due_times if due_at is not None]
         for name, times in due:
             if self._stopped.is_set():
                 break

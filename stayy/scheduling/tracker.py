@@ -5,13 +5,21 @@ the heartbeat of its active runs so that any leader can tell a live run from
 one whose process died (and close the latter as "process lost"). A run whose
 row a heartbeat finds closed by someone else is cancelled at once: it learns
 within one heartbeat interval that it lost its claim.
+
+A Python thread cannot be killed: a handler that ignores its cancellation past
+its timeout and ``JOB_SHUTDOWN_GRACE`` makes the process leave
+(:meth:`RunTracker.leave`; by default a SIGTERM to itself, so that gunicorn or
+``runjobs`` stop gracefully and are replaced).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 
 from django.db import DatabaseError, close_old_connections, connections
 
@@ -30,6 +38,16 @@ class RunTracker:
         self._runs: dict[int, JobContext] = {}
         self._idle = threading.Condition(self._lock)
         self._heartbeat: threading.Thread | None = None
+        #: Called with the reason when a hung handler makes this process leave.
+        self.on_leave: Callable[[str], None] = _terminate_self
+        #: Why this process was made to leave, if it was.
+        self.left_because = ""
+
+    def leave(self, reason: str) -> None:
+        """Make this process leave: a handler ignored its cancellation past timeout and grace."""
+        self.left_because = reason
+        logger.critical("leaving the process: %s", reason)
+        self.on_leave(reason)
 
     def register(self, run_id: int, ctx: JobContext) -> None:
         with self._lock:
@@ -85,6 +103,10 @@ class RunTracker:
                 elif run_id in ids and not ctx.lost:
                     ctx.lose("its run row was closed by another process (it saw no heartbeat in time)")
                     ctx.logger.warning("run %s lost its claim: cancelled", run_id)
+
+
+def _terminate_self(_reason: str) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 tracker = RunTracker()

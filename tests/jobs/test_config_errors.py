@@ -20,6 +20,18 @@ BAD_SETTINGS = [
         "stayy.purge_job_runs",
         id="bad-interval",
     ),
+    pytest.param(
+        {"JOB_OVERRIDES": '{"stayy.purge_job_runs": {"overlap": "wait"}}'},
+        "JOB_OVERRIDES",
+        "job 'stayy.purge_job_runs': overlap must be 'skip' or 'queue', got 'wait'",
+        id="bad-overlap",
+    ),
+    pytest.param(
+        {"JOB_OVERRIDES": '{"stayy.purge_job_runs": {"retries": -1}}'},
+        "JOB_OVERRIDES",
+        "job 'stayy.purge_job_runs': retries must be a whole number from 0 to 100, got -1",
+        id="bad-retries",
+    ),
     pytest.param({"JOB_ENABLE": "maybe"}, "JOB_ENABLE", "maybe", id="job-enable"),
     pytest.param({"DATABASE_URL": "foo://x"}, "DATABASE_URL", "foo://x", id="database-url"),
     pytest.param({"JOB_LEASE_TTL": "0.5"}, "JOB_LEASE_TTL", "0.5", id="lease-ttl"),

@@ -378,7 +378,7 @@ def test_a_run_of_a_lost_process_holds_the_job_until_it_is_reaped(make_job):
         f"previous run still running (run {lost.pk} on dead-host:999999)",
     )
 
-    assert runs.reap_lost(stale_after=60) == 1
+    assert len(runs.reap_lost(stale_after=60)) == 1
     lost.refresh_from_db()
     assert lost.status == Status.FAILED
     assert lost.active is False
@@ -411,9 +411,9 @@ def test_the_reaper_leaves_runs_it_is_told_to_keep_and_fresh_ones(make_job):
 
     kept = active("tests.kept_job", stale)
     fresh = active("tests.fresh_job", now)
-    assert runs.reap_lost(stale_after=60, keep={kept.pk}) == 0
+    assert runs.reap_lost(stale_after=60, keep={kept.pk}) == []
     assert JobRun.objects.filter(pk__in=[kept.pk, fresh.pk], active=True).count() == 2
-    assert runs.reap_lost(stale_after=60) == 1
+    assert len(runs.reap_lost(stale_after=60)) == 1
     assert JobRun.objects.get(pk=kept.pk).status == Status.FAILED
 
 

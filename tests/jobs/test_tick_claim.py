@@ -66,7 +66,7 @@ def test_an_executing_run_blocks_the_claim_until_it_ends_or_is_reaped(make_job, 
     with pytest.raises(runs.JobExecuting):
         claim(spec.name, tick)
     # ... until the reaper closes it.
-    assert runs.reap_lost(stale_after=15) == 1
+    assert len(runs.reap_lost(stale_after=15)) == 1
     taken = claim(spec.name, tick)
     assert taken is not None
     runs.finish(taken, status=Status.SUCCEEDED, summary={})

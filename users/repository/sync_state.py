@@ -1,14 +1,15 @@
 """Stored positions of incremental syncs (the ``SyncCursor`` rows).
 
 A sync pays two statements per page for its position: :func:`lock_cursor`
-(one ``SELECT … FOR UPDATE``) when the page's transaction starts and
-:func:`advance_cursor` (one ``UPDATE``) before it commits. The row is created
-only by the first lock ever taken for a feed.
+(one ``SELECT … FOR UPDATE``, after a ``SET LOCAL lock_timeout`` on
+PostgreSQL) when the page's transaction starts and :func:`advance_cursor`
+(one ``UPDATE``) before it commits. The row is created only by the first lock
+ever taken for a feed.
 """
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from users.models import SyncCursor
@@ -27,27 +28,40 @@ def _names() -> tuple[str, str, str, str]:
     return quote(SyncCursor._meta.db_table), column["cursor"], column["name"], column["updated_at"]
 
 
-def _locked(name: str) -> list[str]:
+class CursorLocked(Exception):
+    """Another transaction held the feed's cursor longer than the lock timeout."""
+
+
+def _locked(name: str, timeout: float) -> list[str]:
     # Plain SQL: on the path of every page, where the ORM's query building took about
     # half a millisecond per statement (the same as the round trip).
     table, position, key, _ = _names()
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {position} FROM {table} WHERE {key} = %s{lock}", [name])
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SET LOCAL lock_timeout = {int(timeout * 1000)}")
+        try:
+            cursor.execute(f"SELECT {position} FROM {table} WHERE {key} = %s{lock}", [name])
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+                raise CursorLocked(
+                    f"the cursor of {name!r} stayed locked by another transaction for {timeout:g} s"
+                ) from None
+            raise
         return [row[0] for row in cursor.fetchall()]
 
 
-def lock_cursor(name: str) -> str:
+def lock_cursor(name: str, *, timeout: float = 10.0) -> str:
     """The stored cursor, with its row locked until the surrounding transaction ends.
 
     Concurrent syncs of the same feed queue up here, so each can check that
     the position it fetched from is still the stored one before applying a page.
-    One statement once the row exists.
+    A wait longer than ``timeout`` seconds raises :class:`CursorLocked`.
     """
-    rows = _locked(name)
+    rows = _locked(name, timeout)
     if not rows:
         SyncCursor.objects.get_or_create(name=name)
-        rows = _locked(name)
+        rows = _locked(name, timeout)
     return rows[0]
 
 

@@ -6,13 +6,18 @@
 * ``runjobs --run NAME``: run one job once, now, in the main thread (so
   ``breakpoint()`` works), recorded with trigger ``command``. Its progress is
   one line redrawn in place on a terminal, plain ``progress:`` lines
-  otherwise. Exit codes: 0 succeeded, 1 failed, 2 unknown job, 3 the job is
-  executing elsewhere (``--force`` runs it anyway).
+  otherwise. Exit codes: 0 succeeded, 1 failed (or timed out and still
+  executing ``JOB_SHUTDOWN_GRACE`` later: the command exits then), 2 unknown
+  job, 3 the job is executing elsewhere (``--force`` runs it anyway).
+
+A job server whose handler ignores its cancellation past its timeout and the
+grace leaves: it stops like on SIGTERM and exits 1, to be restarted.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -28,6 +33,7 @@ from stayy.conf import stayy_settings
 from stayy.runtime import heap
 from stayy.scheduling import registry
 from stayy.scheduling.server import JobServer
+from stayy.scheduling.tracker import tracker
 
 
 class Command(BaseCommand):
@@ -65,7 +71,9 @@ class Command(BaseCommand):
         progress = ProgressLine(self.stdout, name=name)
         try:
             with progress.clearing_for_log_lines():
-                run = services.job_run_in_process(name=name, force=force, on_progress=progress.show)
+                run = services.job_run_in_process(
+                    name=name, force=force, on_progress=progress.show, on_hung=self._exit_hung
+                )
         except registry.UnknownJob as exc:
             self.stderr.write(str(exc))
             sys.exit(2)
@@ -84,6 +92,12 @@ class Command(BaseCommand):
             return
         self.stderr.write(line)
         sys.exit(1)
+
+    def _exit_hung(self, reason: str) -> None:
+        """The handler runs in this thread and cannot be stopped: the process exits (its run is recorded)."""
+        self.stderr.write(f"\n{reason}; exiting")
+        self.stderr.flush()
+        os._exit(1)
 
     def _serve(self) -> None:
         server = JobServer(name=stayy_settings.job_name)
@@ -104,6 +118,8 @@ class Command(BaseCommand):
             server.stop(grace=stayy_settings.shutdown_grace)
         if server.state != "stopped":
             raise CommandError("job server did not stop cleanly")
+        if tracker.left_because:
+            raise CommandError(f"job server left: {tracker.left_because}")
 
 
 class ProgressLine:

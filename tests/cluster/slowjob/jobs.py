@@ -64,3 +64,35 @@ def slow(ctx: JobContext) -> dict[str, float]:
     if not stubborn:
         ctx.check()
     return {"slept": seconds}
+
+
+@job(
+    "testing.atomic",
+    every=2,
+    timeout=30,
+    misfire_grace=60,
+    atomic=True,
+    retries=3,
+    retry_backoff=0.5,
+    enabled=False,
+)
+def atomic_effect(ctx: JobContext) -> None:
+    """Write one user per tick, then work in statements for ``STAYY_TEST_SLOW_SECONDS`` (tests only).
+
+    Atomic: the user commits with the run's success, so each tick's user exists exactly once
+    however often its runs are killed and retried.
+    """
+    from django.db import connection
+
+    from users.models import User
+
+    tick = f"{ctx.scheduled_for:%Y%m%d%H%M%S}"
+    User.objects.create(
+        username=f"atomic-{tick}-r{ctx.run_id}", email=f"atomic-{tick}-r{ctx.run_id}@example.org"
+    )
+    _record("start", ctx)
+    steps = int(float(os.environ.get("STAYY_TEST_SLOW_SECONDS", "1")) / 0.1)
+    with connection.cursor() as cursor:
+        for _ in range(steps):
+            cursor.execute("SELECT pg_sleep(0.1)")
+    _record("end", ctx)
