@@ -8,7 +8,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 export DJANGO_SETTINGS_MODULE := config.settings
 
 .PHONY: install run test test-postgres test-sqlite lint typecheck clean
-.PHONY: bench bench-deps bench-sync bench-http bench-give-way bench-api bench-scheduler
+.PHONY: bench bench-deps bench-sync bench-http bench-give-way bench-api bench-scheduler bench-many-jobs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +61,10 @@ bench-api: install
 bench-scheduler: install
 	$(BIN)/python -m bench.scheduler $(BENCH_ARGS)
 
-bench: bench-deps bench-sync bench-http bench-give-way bench-api bench-scheduler
+bench-many-jobs: install
+	$(BIN)/python -m bench.many_jobs $(BENCH_ARGS)
+
+bench: bench-deps bench-sync bench-http bench-give-way bench-api bench-scheduler bench-many-jobs
 
 clean:
 	rm -rf $(VENV) .cache staticfiles db.sqlite3* test-db.sqlite3*

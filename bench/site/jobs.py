@@ -1,7 +1,7 @@
-"""Ten 1-second jobs that do nothing, for the scheduler precision benchmark (benchmark 4).
+"""1-second jobs that do nothing, for the scheduler benchmarks: ten for benchmark 4, a hundred for 4b.
 
-Declared disabled: only ``bench/scheduler.py`` switches them on, through
-``JOB_OVERRIDES`` (``{"bench.tick_0": {"enabled": true}, ...}``).
+Declared disabled: only ``bench/scheduler.py`` and ``bench/many_jobs.py``
+switch them on, through ``JOB_OVERRIDES`` (``{"bench.tick_0": {"enabled": true}, ...}``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from django.utils import timezone
 from stayy.scheduling import JobContext, job
 
 TICK_JOBS = [f"bench.tick_{index}" for index in range(10)]
+MANY_JOBS = [f"bench.many_{index:03d}" for index in range(100)]
 
 
 def _tick(ctx: JobContext) -> dict[str, str]:
@@ -19,5 +20,5 @@ def _tick(ctx: JobContext) -> dict[str, str]:
     return {"handler_started": timezone.now().isoformat()}
 
 
-for _name in TICK_JOBS:
+for _name in [*TICK_JOBS, *MANY_JOBS]:
     job(_name, every=1, timeout=5, misfire_grace=5, enabled=False)(_tick)

@@ -115,24 +115,30 @@ def tick_has_row(*, job_name: str, scheduled_for: datetime) -> bool:
     ).exists()
 
 
-def record_tick(*, job_name: str, scheduled_for: datetime, status: str, reason: str) -> bool:
-    """Record a tick that does not run (``skipped``/``missed``); ``False`` if it already has a row."""
-    now = cluster_clock.now()
+def _insert_tick_row(*, job_name: str, scheduled_for: datetime, **fields: Any) -> bool:
+    """Insert a row of a tick that does not run now; ``False`` if a unique index refused it."""
     try:
         with transaction.atomic():
             JobRun.objects.create(
-                job_name=job_name,
-                scheduled_for=scheduled_for,
-                trigger=JobRun.Trigger.SCHEDULE,
-                status=status,
-                created_at=now,
-                finished_at=now,
-                error=reason,
-                **_where(),
+                job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE, **fields
             )
     except IntegrityError:
         return False
     return True
+
+
+def record_tick(*, job_name: str, scheduled_for: datetime, status: str, reason: str) -> bool:
+    """Record a tick that does not run (``skipped``/``missed``); ``False`` if it already has a row."""
+    now = cluster_clock.now()
+    return _insert_tick_row(
+        job_name=job_name,
+        scheduled_for=scheduled_for,
+        status=status,
+        created_at=now,
+        finished_at=now,
+        error=reason,
+        **_where(),
+    )
 
 
 def record_missed_ticks(*, job_name: str, ticks: Iterable[datetime], reason: str) -> int:
@@ -197,19 +203,9 @@ def create_queued(*, job_name: str, requested_by: str) -> JobRun:
 def queue_tick(*, job_name: str, scheduled_for: datetime) -> bool:
     """Record a tick that waits for the job's executing run (overlap "queue"); ``False`` if one
     tick of the job already waits, or this tick already has a row."""
-    now = cluster_clock.now()
-    try:
-        with transaction.atomic():
-            JobRun.objects.create(
-                job_name=job_name,
-                scheduled_for=scheduled_for,
-                trigger=JobRun.Trigger.SCHEDULE,
-                status=Status.QUEUED,
-                created_at=now,
-            )
-    except IntegrityError:
-        return False
-    return True
+    return _insert_tick_row(
+        job_name=job_name, scheduled_for=scheduled_for, status=Status.QUEUED, created_at=cluster_clock.now()
+    )
 
 
 def queued_tick(*, job_name: str) -> JobRun | None:

@@ -107,6 +107,9 @@ def run_tick(
             ):
                 metrics.observe_ticks_not_run(spec.name, Status.MISSED)
             return
+        if spec.overlap == "queue" and runs.queued_tick(job_name=spec.name) is not None:
+            _skip_or_queue(spec, scheduled_for, executing=None)  # the waiting tick goes first
+            return
         try:
             run = runs.claim_tick(job_name=spec.name, scheduled_for=scheduled_for)
         except runs.JobExecuting as busy:

@@ -4,7 +4,9 @@ A thread and a PostgreSQL connection opened per tick made every tick late by
 the thread start and the connection handshake (ten ticks due at once paid it
 ten times over). Here a task goes to an idle thread if there is one and to a
 new thread otherwise, so a tick never waits behind a long-running job of
-another (a 30-minute sync does not hold up a 1-second job). Up to ``keep``
+another (a 30-minute sync does not hold up a 1-second job), up to
+``max_threads`` threads (each holds a database connection): past that, tasks
+wait in order for the next thread that comes free. Up to ``keep``
 idle threads stay with their connections, checked before each task like
 Django checks them per request (``close_old_connections``; the settings turn
 on health checks); extra threads retire after ``retire_after`` seconds idle.
@@ -18,6 +20,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +30,9 @@ logger = logging.getLogger("stayy.jobs")
 
 #: Seconds an extra thread (beyond ``keep``) waits idle before it ends.
 RETIRE_AFTER = 60.0
+#: Threads (and database connections) a pool has at most; 100 one-second jobs due at once
+#: would otherwise open 100 connections, PostgreSQL's default limit for the whole server.
+MAX_THREADS = 32
 
 Task = tuple[Callable[..., Any], tuple[Any, ...], str]
 
@@ -45,10 +51,19 @@ class _Worker:
 class TickPool:
     """Threads that run ``fn(*args)`` tasks; idle ones are reused, busy ones never queue a task."""
 
-    def __init__(self, *, keep: int, retire_after: float = RETIRE_AFTER, name: str = "stayy-tick") -> None:
+    def __init__(
+        self,
+        *,
+        keep: int,
+        retire_after: float = RETIRE_AFTER,
+        max_threads: int = MAX_THREADS,
+        name: str = "stayy-tick",
+    ) -> None:
         self.name = name
         self.keep = keep
         self.retire_after = retire_after
+        self.max_threads = max(keep, max_threads)
+        self._backlog: deque[Task] = deque()  # tasks waiting for a thread (all max_threads busy)
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)
         self._workers: set[_Worker] = set()
@@ -70,6 +85,9 @@ class TickPool:
                 worker.task = task
                 worker.wake.notify()
                 return True
+            if len(self._workers) >= self.max_threads:
+                self._backlog.append(task)
+                return True
             worker = _Worker(self, task, next(self._numbers))
             self._workers.add(worker)
             # Started under the lock, so that join() sees every thread it has to wait for.
@@ -89,6 +107,7 @@ class TickPool:
         """Refuse new tasks from now on and end the idle threads; busy ones end after their task."""
         with self._lock:
             self._closed = True
+            self._backlog.clear()  # not started: the next leader accounts for their ticks
             for worker in self._idle:
                 worker.wake.notify()
 
@@ -147,6 +166,9 @@ class TickPool:
                 with self._lock:
                     if self._closed:
                         return
+                    if self._backlog:
+                        task = self._backlog.popleft()
+                        continue
                     self._idle.append(worker)
                 task = self._next_task(worker)
         finally:

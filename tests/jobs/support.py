@@ -134,3 +134,26 @@ def every_second(job_name: str = "stayy.purge_job_runs") -> str:
     }
     overrides[job_name] = {"interval": 1}
     return json.dumps(overrides)
+
+
+def executing_row(
+    job_name: str, *, heartbeat_age: float = 0.0, host: str = "other-host", pid: int = 4242
+) -> Any:
+    """A manual run of ``job_name`` executing in another process, its last heartbeat
+    ``heartbeat_age`` seconds ago (a lost process's, once that is past the stale window)."""
+    from django.utils import timezone
+
+    from stayy.models import JobRun
+
+    beat = timezone.now() - timedelta(seconds=heartbeat_age)
+    return JobRun.objects.create(
+        job_name=job_name,
+        scheduled_for=beat,
+        trigger=JobRun.Trigger.MANUAL,
+        status=JobRun.Status.RUNNING,
+        active=True,
+        started_at=beat,
+        heartbeat_at=beat,
+        host=host,
+        pid=pid,
+    )

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from django.utils import timezone
 
 from config.env import ConfigError
 from stayy import services
@@ -21,7 +20,7 @@ from stayy.models import Job, JobRun
 from stayy.repository import runs
 from stayy.scheduling import registry, runner
 from stayy.scheduling.server import JobServer
-from tests.jobs.support import child_database_url, grid_tick, run_rows, wait_until
+from tests.jobs.support import child_database_url, executing_row, grid_tick, run_rows, wait_until
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -110,21 +109,6 @@ def test_jitter_is_the_same_in_every_process_and_within_its_bound(make_job):
 # --- overlap "queue" -----------------------------------------------------------------------
 
 
-def executing_row(job_name: str) -> JobRun:
-    now = timezone.now()
-    return JobRun.objects.create(
-        job_name=job_name,
-        scheduled_for=now,
-        trigger=JobRun.Trigger.MANUAL,
-        status=Status.RUNNING,
-        active=True,
-        started_at=now,
-        heartbeat_at=now,
-        host="other-host",
-        pid=4242,
-    )
-
-
 @BOTH
 def test_a_tick_that_finds_the_job_running_waits_once_and_later_ones_are_skipped(make_job, database):
     spec = make_job(JOB, every=60, overlap="queue", misfire_grace=3600)
@@ -211,8 +195,7 @@ def test_a_lost_run_is_retried_once_the_reaper_closed_it(make_job, overrides, st
     done = threading.Event()
     make_job(JOB, lambda ctx: done.set(), every=3600, retries=1, retry_backoff=0.1, sync=False)
     overrides({})
-    lost = executing_row(JOB)
-    JobRun.objects.filter(pk=lost.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    lost = executing_row(JOB, heartbeat_age=3600)
     start_server()
     assert done.wait(3.0 + 10), "the lost run was not retried"
     retry = wait_until(

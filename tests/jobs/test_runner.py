@@ -24,7 +24,7 @@ from stayy.repository import runs
 from stayy.scheduling import JobSkipped, runner
 from stayy.scheduling.tracker import tracker
 from stayy.scheduling.triggers import fire_times
-from tests.jobs.support import grid_tick, run_manage, run_rows, subprocess_env, wait_until
+from tests.jobs.support import executing_row, grid_tick, run_manage, run_rows, subprocess_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -393,24 +393,9 @@ def test_a_run_of_a_lost_process_holds_the_job_until_it_is_reaped(make_job):
 def test_the_reaper_leaves_runs_it_is_told_to_keep_and_fresh_ones(make_job):
     make_job("tests.kept_job")
     make_job("tests.fresh_job")
-    now = timezone.now()
-    stale = timezone.now() - timedelta(minutes=5)
 
-    def active(job_name: str, beat) -> JobRun:
-        return JobRun.objects.create(
-            job_name=job_name,
-            scheduled_for=now,
-            trigger=JobRun.Trigger.MANUAL,
-            status=Status.RUNNING,
-            active=True,
-            started_at=now,
-            heartbeat_at=beat,
-            host=runs.HOST,
-            pid=os.getpid(),
-        )
-
-    kept = active("tests.kept_job", stale)
-    fresh = active("tests.fresh_job", now)
+    kept = executing_row("tests.kept_job", heartbeat_age=300, host=runs.HOST, pid=os.getpid())
+    fresh = executing_row("tests.fresh_job", host=runs.HOST, pid=os.getpid())
     assert runs.reap_lost(stale_after=60, keep={kept.pk}) == []
     assert JobRun.objects.filter(pk__in=[kept.pk, fresh.pk], active=True).count() == 2
     assert len(runs.reap_lost(stale_after=60)) == 1

@@ -18,7 +18,7 @@ from stayy.models import Job, JobRun, LeaderLease
 from stayy.repository import runs
 from stayy.scheduling.server import JobServer
 from stayy.scheduling.tracker import tracker
-from tests.jobs.support import grid_tick, run_rows, wait_until
+from tests.jobs.support import executing_row, grid_tick, run_rows, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -398,18 +398,7 @@ def test_the_leader_reaps_lost_runs_a_stale_window_into_its_term_then_about_ever
     overrides({})
 
     def lost_run(job_name: str, heartbeat_age: float) -> JobRun:
-        at = timezone.now() - timedelta(seconds=heartbeat_age)
-        return JobRun.objects.create(
-            job_name=job_name,
-            scheduled_for=at,
-            trigger=JobRun.Trigger.MANUAL,
-            status=Status.RUNNING,
-            active=True,
-            started_at=at,
-            heartbeat_at=at,
-            host="dead-host",
-            pid=999999,
-        )
+        return executing_row(job_name, heartbeat_age=heartbeat_age, host="dead-host", pid=999999)
 
     long_lost = lost_run(TICK_JOB, 3600)
     began = time.monotonic()

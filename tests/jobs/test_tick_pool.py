@@ -167,3 +167,25 @@ def test_a_crashing_task_leaves_its_thread_usable(postgres, make_pool):
     assert pool.submit(record, name="stayy-job-tests.after")
     record.wait()
     assert len(pool.threads()) == 1
+
+
+def test_past_max_threads_tasks_wait_in_order_for_a_free_thread(make_pool):
+    pool = make_pool(keep=1, max_threads=2)
+    release = threading.Event()
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def task(number: int) -> None:
+        with lock:
+            started.append(number)
+        release.wait(10)
+
+    for number in range(5):
+        assert pool.submit(task, number, name=f"task-{number}")
+    wait_until(lambda: len(started) == 2, timeout=5)
+    time.sleep(0.2)
+    assert sorted(started) == [0, 1] and len(pool.threads()) == 2, "more threads than max_threads"
+    release.set()
+    wait_until(lambda: len(started) == 5, timeout=5, message=f"waiting tasks did not run: {started}")
+    assert started[2:] == [2, 3, 4], "waiting tasks ran out of order"
+    assert len(pool.threads()) == 2
