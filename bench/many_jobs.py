@@ -5,12 +5,10 @@
 One ``runjobs`` process (the Redis lease) runs the bench-only jobs
 ``bench.many_000`` … ``bench.many_099`` (bench/site/jobs.py: every second,
 doing nothing but noting when they began), all due at the same instants. Per
-window of ``--seconds``: the lateness of each run at its handler (when the
-handler began, from the run's summary, minus the scheduled time) and the CPU
-the leader process used (``/proc/<pid>/stat``, user + system, over the
-window), as a share of one core. Rounds alternate ``DB_PREPARED_STATEMENTS``
-on and off, side by side, so that the prepared run end is weighed against
-the ORM's on the same machine at the same time.
+window of ``--seconds`` (a fresh process each): the lateness of each run at
+its handler (when the handler began, from the run's summary, minus the
+scheduled time) and the CPU the leader process used (``/proc/<pid>/stat``,
+user + system, over the window), as a share of one core.
 """
 
 from __future__ import annotations
@@ -54,13 +52,12 @@ def handler_lateness(*, since: datetime, until: datetime) -> tuple[list[float], 
     return late, statuses
 
 
-def window(*, prepared: bool, seconds: int, out_name: str) -> tuple[list[float], float, dict[str, int]]:
+def window(*, seconds: int, out_name: str) -> tuple[list[float], float, dict[str, int]]:
     from stayy.models import JobRun
 
     env = common.service_env(
         JOB_ENABLE="1",
         JOB_OVERRIDES=json.dumps({name: {"enabled": True} for name in MANY_JOBS}),
-        DB_PREPARED_STATEMENTS="1" if prepared else "0",
     )
     out = common.run_dir(out_name)
     proc = common.Process([common.PYTHON, "manage.py", "runjobs"], env=env, log_path=out / "runjobs.log")
@@ -82,7 +79,7 @@ def window(*, prepared: bool, seconds: int, out_name: str) -> tuple[list[float],
     late, statuses = handler_lateness(since=since, until=until)
     cpu = (cpu_after - cpu_before) / (until - since).total_seconds()
     common.log(
-        f"prepared={'on' if prepared else 'off'}: {len(late)} runs, handler p50 "
+        f"{len(late)} runs, handler p50 "
         f"{common.percentile(late, 50):.1f} ms, p99 {common.percentile(late, 99):.1f} ms; "
         f"leader CPU {cpu:.1%} of a core; statuses {statuses}"
     )
@@ -94,41 +91,30 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=60, help="Length of each window.")
-    parser.add_argument("--rounds", type=int, default=2, help="Windows per side (prepared on, off).")
+    parser.add_argument("--rounds", type=int, default=2, help="Windows, each with a fresh leader.")
     args = parser.parse_args()
 
     common.recreate_database()
     common.setup_django()
-    sides: dict[bool, list[tuple[list[float], float, dict[str, int]]]] = {True: [], False: []}
-    for round_number in range(args.rounds):
-        for prepared in (True, False) if round_number % 2 == 0 else (False, True):
-            sides[prepared].append(
-                window(prepared=prepared, seconds=args.seconds, out_name=f"many-jobs-{round_number}")
-            )
+    windows = [window(seconds=args.seconds, out_name=f"many-jobs-{number}") for number in range(args.rounds)]
 
     results = common.Results(
-        f"Benchmark 4b: 100 one-second jobs on one leader ({args.rounds} x {args.seconds} s a side)"
+        f"Benchmark 4b: 100 one-second jobs on one leader ({args.rounds} x {args.seconds} s)"
     )
-    for prepared, label in ((True, "prepared run end"), (False, "ORM run end")):
-        late = [sample for windowed in sides[prepared] for sample in windowed[0]]
-        cpus = [windowed[1] for windowed in sides[prepared]]
-        not_run: dict[str, int] = {}
-        for windowed in sides[prepared]:
-            for status, count in windowed[2].items():
-                if status != "succeeded":
-                    not_run[status] = not_run.get(status, 0) + count
-        expected = TICKS_PER_S * args.seconds * args.rounds
-        results.add(
-            f"{label}: runs", f"{len(late):,}", f">= {int(expected * 0.95):,}", len(late) >= expected * 0.95
-        )
-        p99 = common.percentile(late, 99)
-        results.add(f"{label}: handler p50", f"{common.percentile(late, 50):.1f} ms")
-        results.add(
-            f"{label}: handler p99", f"{p99:.1f} ms", f"<= {TARGET_P99_MS:.0f} ms", p99 <= TARGET_P99_MS
-        )
-        cpu = common.median(cpus)
-        results.add(f"{label}: leader CPU (median)", f"{cpu:.1%}", f"<= {TARGET_CPU:.0%}", cpu <= TARGET_CPU)
-        results.add(f"{label}: ticks not run", json.dumps(not_run) if not_run else "0", "0", not not_run)
+    late = [sample for windowed in windows for sample in windowed[0]]
+    not_run: dict[str, int] = {}
+    for _, _, statuses in windows:
+        for status, count in statuses.items():
+            if status != "succeeded":
+                not_run[status] = not_run.get(status, 0) + count
+    expected = TICKS_PER_S * args.seconds * args.rounds
+    results.add("runs", f"{len(late):,}", f">= {int(expected * 0.95):,}", len(late) >= expected * 0.95)
+    p99 = common.percentile(late, 99)
+    results.add("handler p50", f"{common.percentile(late, 50):.1f} ms")
+    results.add("handler p99", f"{p99:.1f} ms", f"<= {TARGET_P99_MS:.0f} ms", p99 <= TARGET_P99_MS)
+    cpu = common.median([windowed[1] for windowed in windows])
+    results.add("leader CPU (median)", f"{cpu:.1%}", f"<= {TARGET_CPU:.0%}", cpu <= TARGET_CPU)
+    results.add("ticks not run", json.dumps(not_run) if not_run else "0", "0", not not_run)
     results.note(
         "All 100 jobs are due at the same instants (one interval grid); the handler's lateness is from "
         "the first thing it does (bench/site/jobs.py); CPU is the runjobs process's, user + system."

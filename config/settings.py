@@ -158,13 +158,6 @@ else:
     # locks go, and the run the cluster started meanwhile is not held up by them.
     _idle = f"-c idle_in_transaction_session_timeout={int(_RUN_STALE_AFTER * 1000)}"
     _database["OPTIONS"]["options"] = " ".join(filter(None, [_database["OPTIONS"].get("options", ""), _idle]))
-    # Lets psycopg prepare statements on the server. Django's own queries bind on the
-    # client and are never prepared; only the scheduler's tick claim and run end
-    # (stayy/repository/prepared.py), each ten times a second at ten 1-second jobs, ask. Off
-    # behind a pooler that cannot keep prepared statements (pgbouncer in transaction
-    # mode before 1.21).
-    if env_bool("DB_PREPARED_STATEMENTS", True):
-        _database["OPTIONS"].setdefault("prepare_threshold", 5)
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

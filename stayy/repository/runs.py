@@ -23,7 +23,6 @@ from django.db.models import Max, Q, Value
 from django.db.models.functions import Concat, Now
 
 from stayy.models import JobRun
-from stayy.repository import prepared
 from stayy.repository.clock import cluster_clock
 
 HOST = socket.gethostname()
@@ -316,10 +315,9 @@ def finish(
     already closed as timed out keeps its status (and gets the summary and the log the handler
     wrote until it returned).
 
-    One plain ``UPDATE``, prepared on PostgreSQL (every run of every job ends here, and
-    composing it through the ORM cost more than half of a one-second tick's CPU). Every
-    ``CASE`` reads the row as it was before the ``UPDATE``, so ``status`` is compared before
-    it changes.
+    One plain ``UPDATE`` (every run of every job ends here; benchmark 4b in bench/README.md
+    weighs it against the ORM's). Every ``CASE`` reads the row as it was before the
+    ``UPDATE``, so ``status`` is compared before it changes.
     """
     now = cluster_clock.now()
     values = {
@@ -336,8 +334,6 @@ def finish(
         log=log,
         id=run.pk,
     )
-    if connection.vendor == "postgresql":
-        return prepared.execute(_finish_sql(tuple(values)), params) == 1
     with connection.cursor() as cursor:
         cursor.execute(_finish_sql(tuple(values)), params)
         return cursor.rowcount == 1

@@ -59,9 +59,6 @@ BAD_SETTINGS = [
         id="hsts-preload-too-short",
     ),
     pytest.param({"DJANGO_SECURE_COOKIES": "maybe"}, "DJANGO_SECURE_COOKIES", "maybe", id="secure-cookies"),
-    pytest.param(
-        {"DB_PREPARED_STATEMENTS": "maybe"}, "DB_PREPARED_STATEMENTS", "maybe", id="prepared-statements"
-    ),
     pytest.param({"DJANGO_TRUSTED_PROXIES": "one"}, "DJANGO_TRUSTED_PROXIES", "one", id="trusted-proxies"),
 ]
 

@@ -1,6 +1,6 @@
 """The claim of a scheduled tick (``stayy.repository.runs.claim_tick``): the insert of its run row,
 decided by the database's unique indexes (one row per tick; one executing run per job, a run of a
-lost process included until it is reaped); and a run's end, prepared on PostgreSQL."""
+lost process included until it is reaped)."""
 
 from __future__ import annotations
 
@@ -74,44 +74,6 @@ def test_an_executing_run_blocks_the_claim_until_it_ends_or_is_reaped(make_job, 
     # The same tick again: its row exists (another leader's): not claimed, and nothing raised.
     assert claim(spec.name, tick) is None
     assert JobRun.objects.filter(job_name=spec.name, scheduled_for=tick).count() == 1
-
-
-def prepared_statements() -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements")
-        return [row[0] for row in cursor.fetchall()]
-
-
-def prepared_finishes() -> list[str]:
-    return [statement for statement in prepared_statements() if statement.startswith('UPDATE "stayy_jobrun"')]
-
-
-def test_a_runs_end_is_prepared_and_repeats_its_statement(make_job):
-    spec = make_job("tests.claimed_job", every=1)
-    tick = grid_tick(1)
-    for step in range(3):
-        run = claim(spec.name, tick - timedelta(seconds=step))
-        assert run is not None
-        runs.finish(run, status=Status.SUCCEEDED, summary={"step": step})
-        assert JobRun.objects.get(pk=run.pk).summary == {"step": step}
-    finishes = prepared_finishes()
-    assert finishes and len(finishes) <= 2, finishes  # one per type of duration_ms (smallint, integer)
-
-
-def test_with_prepared_statements_off_nothing_is_prepared(make_job, settings):
-    """``DB_PREPARED_STATEMENTS=0`` (a pooler in transaction mode) leaves psycopg's threshold unset."""
-    spec = make_job("tests.claimed_job", every=1)
-    options = connection.settings_dict["OPTIONS"]
-    saved = options.pop("prepare_threshold")
-    connection.close()
-    try:
-        run = claim(spec.name, grid_tick(1))
-        assert run is not None
-        runs.finish(run, status=Status.SUCCEEDED, summary={})
-        assert prepared_statements() == []
-    finally:
-        options["prepare_threshold"] = saved
-        connection.close()
 
 
 def test_a_connection_the_server_closed_is_replaced_and_the_tick_run(make_job):
