@@ -547,6 +547,10 @@ def soak(
     report.check_call(
         lambda: assert_executed_once_per_tick(rig.cluster, PURGE, start=start, end=end, using=ALIAS)
     )
+    # Leadership changes while every worker lives are false failovers (a renewal came too late).
+    terms = [r for r in rig.cluster.records() if str(r.get("message", "")).startswith("became leader")]
+    report.figures["leader terms"] = len(terms)
+    report.check(len(terms) == 1, f"the lease changed hands {len(terms) - 1} time(s) with every worker alive")
     return report
 
 
