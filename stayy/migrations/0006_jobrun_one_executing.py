@@ -12,16 +12,17 @@ from django.utils import timezone
 
 def close_extra_active_runs(apps, schema_editor):
     JobRun = apps.get_model("stayy", "JobRun")
+    runs = JobRun.objects.using(schema_editor.connection.alias)
     now = timezone.now()
     newest: set[str] = set()
-    for run in JobRun.objects.filter(active=True).order_by("job_name", "-started_at", "-id"):
+    for run in runs.filter(active=True).order_by("job_name", "-started_at", "-id"):
         if run.job_name not in newest:
             newest.add(run.job_name)
             continue
         fields = {"active": False}
         if run.status == "running":
             fields.update(status="failed", finished_at=now, error="closed: a newer run of the job was active")
-        JobRun.objects.filter(pk=run.pk).update(**fields)
+        runs.filter(pk=run.pk).update(**fields)
 
 
 class Migration(migrations.Migration):
