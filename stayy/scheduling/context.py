@@ -64,6 +64,7 @@ class JobContext:
         self._stale_after = stale_after
         self._confirmed_at = self.started_monotonic
         self.lost = False  # the run's row was closed by someone else
+        self.returned = False  # the handler has returned (its end is being recorded)
         #: The handler saw its cancellation (``cancelled`` read true, ``sleep`` woke for it): if
         #: it then returns, it stopped before its work was done.
         self.cancel_seen = False

@@ -362,11 +362,10 @@ def execute(
     timed_out = threading.Event()
     run_log = RunLog(max_bytes=run_log_max_bytes())
     grace = stayy_settings.shutdown_grace
-    returned = threading.Event()
 
     def abandon() -> None:
         """Still executing ``grace`` s after its timeout: this process cannot stop it, so it leaves."""
-        if returned.is_set():
+        if ctx.returned:
             return
         reason = f"abandoned: process exited ({grace:g} s past the timeout the handler had not returned)"
         try:
@@ -408,7 +407,7 @@ def execute(
             else:
                 outcome = _call(spec, ctx)
         finally:
-            returned.set()
+            ctx.returned = True
             watchdog.cancel()
     status, error, exc_info = outcome.status, outcome.error, outcome.exc
     if timed_out.is_set():

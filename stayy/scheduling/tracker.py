@@ -93,16 +93,19 @@ class RunTracker:
                 continue
             try:
                 close_old_connections()
-                owned = runs.heartbeat(ids)
+                self.beat_once(ids)
             except DatabaseError as exc:
                 logger.warning("heartbeat of runs %s failed: %s", ids, exc)
-                continue
-            for run_id, ctx in self.running().items():
-                if run_id in owned:
-                    ctx.confirm_alive()
-                elif run_id in ids and not ctx.lost:
-                    ctx.lose("its run row was closed by another process (it saw no heartbeat in time)")
-                    ctx.logger.warning("run %s lost its claim: cancelled", run_id)
+
+    def beat_once(self, ids: list[int]) -> None:
+        """Refresh the heartbeat of the runs ``ids``; cancel those whose row is no longer theirs."""
+        owned = runs.heartbeat(ids)
+        for run_id, ctx in self.running().items():
+            if run_id in owned:
+                ctx.confirm_alive()
+            elif run_id in ids and not ctx.lost and not ctx.returned:  # a returned run closed its own row
+                ctx.lose("its run row was closed by another process (it saw no heartbeat in time)")
+                ctx.logger.warning("run %s lost its claim: cancelled", run_id)
 
 
 def _terminate_self(_reason: str) -> None:

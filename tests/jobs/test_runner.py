@@ -21,7 +21,7 @@ from django.utils import timezone
 from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun
 from stayy.repository import runs
-from stayy.scheduling import JobSkipped, runner
+from stayy.scheduling import JobContext, JobSkipped, runner
 from stayy.scheduling.tracker import tracker
 from stayy.scheduling.triggers import fire_times
 from tests.jobs.support import executing_row, grid_tick, run_manage, run_rows, subprocess_env, wait_until
@@ -739,3 +739,31 @@ def test_a_handler_that_finishes_its_work_without_looking_at_a_cancel_succeeds(m
     spec = make_job("tests.ignores_cancel_job", handler)
     run = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
     assert runner.execute(spec, run) == Status.SUCCEEDED
+
+
+def test_a_run_that_closed_its_own_row_is_not_taken_for_a_lost_one(make_job):
+    """Between a run's end and its leaving the tracker, a heartbeat finds its row closed: by itself."""
+    spec = make_job("tests.ending_job")
+    finished = runs.create_started(job_name=spec.name, trigger=JobRun.Trigger.COMMAND)
+    closed_elsewhere = runs.create_started(job_name="tests.other_job", trigger=JobRun.Trigger.COMMAND)
+    contexts = {}
+    for run in (finished, closed_elsewhere):
+        ctx = JobContext(
+            job_name=run.job_name,
+            run_id=run.pk,
+            scheduled_for=run.scheduled_for,
+            trigger="command",
+            timeout=60,
+        )
+        contexts[run.pk] = ctx
+        tracker.register(run.pk, ctx)
+    try:
+        contexts[finished.pk].returned = True
+        runs.finish(finished, status=Status.SUCCEEDED, summary={})
+        JobRun.objects.filter(pk=closed_elsewhere.pk).update(active=False, status=Status.FAILED)
+        tracker.beat_once(list(contexts))
+        assert not contexts[finished.pk].cancelled
+        assert contexts[closed_elsewhere.pk].lost and contexts[closed_elsewhere.pk].cancelled
+    finally:
+        for run_id in contexts:
+            tracker.unregister(run_id)
