@@ -15,7 +15,9 @@ from stayy.conf import stayy_settings
 from stayy.repository import catalog
 from stayy.scheduling import registry
 from stayy.scheduling.registry import JobSpec
+from stayy.scheduling.server import JobServer
 from stayy.scheduling.tracker import tracker
+from tests.jobs.support import wait_until
 
 
 def _noop(ctx: Any) -> dict[str, int]:
@@ -104,3 +106,25 @@ def _no_sessions_left_on_the_test_database(django_db_setup, django_db_blocker) -
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
     connection.close()
+
+
+@pytest.fixture
+def start_server(server_name: str) -> Iterator[Callable[[], JobServer]]:
+    """Start job servers in this process, each waited for until it leads; stopped afterwards."""
+    servers: list[JobServer] = []
+
+    def start() -> JobServer:
+        server = JobServer(name=server_name)
+        servers.append(server)
+        server.start()
+        wait_until(
+            lambda: server.state == "leader",
+            timeout=server.ttl + 5,
+            message=f"job server never became leader ({server.state}, lease in {server.lease.backend})",
+        )
+        return server
+
+    yield start
+    for server in servers:
+        if server.state != "stopped":
+            server.stop(grace=5)

@@ -19,7 +19,6 @@ from stayy import services
 from stayy.models import Job, JobRun
 from stayy.repository import runs
 from stayy.scheduling import registry, runner
-from stayy.scheduling.server import JobServer
 from tests.jobs.support import child_database_url, executing_row, grid_tick, run_rows, wait_until
 from users.models import User
 
@@ -30,22 +29,6 @@ JOB = "tests.policy_job"
 BOTH = pytest.mark.parametrize(
     "database", [pytest.param("postgresql"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
 )
-
-
-@pytest.fixture
-def start_server(server_name):
-    servers: list[JobServer] = []
-
-    def start() -> JobServer:
-        server = JobServer(name=server_name)
-        servers.append(server)
-        server.start()
-        wait_until(lambda: server.state == "leader", timeout=server.ttl + 5, message="never led")
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(grace=5)
 
 
 def noop(ctx):

@@ -26,27 +26,6 @@ Status = JobRun.Status
 TICK_JOB = "tests.tick_job"
 
 
-@pytest.fixture
-def start_server(server_name):
-    servers: list[JobServer] = []
-
-    def start() -> JobServer:
-        server = JobServer(name=server_name)
-        servers.append(server)
-        server.start()
-        wait_until(
-            lambda: server.state == "leader",
-            timeout=server.ttl + 5,
-            message=f"job server never became leader ({server.state}, lease in {server.lease.backend})",
-        )
-        return server
-
-    yield start
-    for server in servers:
-        if server.state != "stopped":
-            server.stop(grace=5)
-
-
 def lease_released(server: JobServer, redis_client) -> None:
     row = LeaderLease.objects.filter(name=server.name).first()
     assert row is None or row.holder == "", f"lease row still held: {row.holder!r}"
