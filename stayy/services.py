@@ -19,7 +19,6 @@ from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
 from stayy.repository import catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
-from stayy.scheduling.tracker import tracker
 
 
 def job_get(*, name: str) -> Job:
@@ -95,12 +94,13 @@ def job_run_in_process(
     """Run a job once, now, in the calling thread (``runjobs --run``); takes no lease.
 
     Refuses with :class:`JobBusy` if the job is executing elsewhere, unless ``force``. A run of a
-    process that stopped heartbeating ``JOB_RUN_STALE_AFTER`` ago is closed first as lost.
+    process that stopped heartbeating ``JOB_RUN_STALE_AFTER`` ago is closed first as lost (and
+    retried, if its job retries).
     ``on_hung(reason)`` is called (from another thread) if the handler is still executing
     ``JOB_SHUTDOWN_GRACE`` after its timeout; it must end the process.
     """
     spec = registry.get(name)
-    runs.reap_lost(stale_after=stayy_settings.run_stale_after, keep=tracker.running())
+    runner.reap_lost_runs()
     try:
         run = runs.create_started(job_name=name, trigger=JobRun.Trigger.COMMAND, forced=force)
     except runs.JobExecuting as busy:

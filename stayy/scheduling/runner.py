@@ -327,6 +327,16 @@ def retry_later(run_id: int) -> None:
         )
 
 
+def reap_lost_runs() -> int:
+    """Close the runs of lost processes (never this process's own) and queue their retries."""
+    lost = runs.reap_lost(stale_after=stayy_settings.run_stale_after, keep=tracker.running())
+    if lost:
+        logger.warning("closed %d run(s) of lost processes as failed", len(lost))
+    for run in lost:
+        retry_later(run.pk)
+    return len(lost)
+
+
 def run_log_max_bytes() -> int:
     """``JOB_RUN_LOG_MAX_BYTES``, as parsed in ``config/settings.py``."""
     values: dict[str, Any] = settings.STAYY

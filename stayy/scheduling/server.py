@@ -305,11 +305,7 @@ class JobServer:
         self._start_queued_runs()
         if now >= self._next_reap:
             self._next_reap = now + REAP_INTERVAL
-            lost = runs.reap_lost(stale_after=stayy_settings.run_stale_after, keep=tracker.running())
-            if lost:
-                logger.warning("closed %d run(s) of lost processes as failed", len(lost))
-            for run in lost:
-                runner.retry_later(run.pk)
+            runner.reap_lost_runs()
         if now >= self._next_publish:
             self._next_publish = now + max(1.0, stayy_settings.run_stale_after / 3)
             self._publish_next_runs()
