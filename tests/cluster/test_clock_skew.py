@@ -103,6 +103,8 @@ def test_a_host_clock_off_by_20_s_changes_nothing(cluster: Cluster, tmp_path: Pa
     assert skewed_runs.count() >= 2 * TTL, f"only {skewed_runs.count()} runs by the new leader"
     for run in skewed_runs:
         lateness = (run.started_at - run.scheduled_for).total_seconds()
-        assert 0 <= lateness < 1.0, f"run {run.pk} started {lateness:+.2f} s from its tick"
+        # On time by the cluster's clock: a quarter of the shift is a generous bound on a loaded
+        # machine, and a run timed by the shifted host clock would be 20 s early or late.
+        assert 0 <= lateness < abs(shift) / 4, f"run {run.pk} started {lateness:+.2f} s from its tick"
         assert timedelta(0) < run.finished_at - run.started_at < timedelta(seconds=2), run.duration_ms
     assert not JobRun.objects.filter(error__startswith="process lost").exists(), "a live run was reaped"
