@@ -1,21 +1,24 @@
-"""The job server: a lease candidate that runs a scheduler only while it leads.
+"""The job server: a lease candidate that schedules the catalog while it leads.
 
 Any number of job servers (gunicorn workers, hosts, ``runjobs`` processes) can
-run with ``JOB_ENABLE`` on. Each is a candidate for the lease of its
-``JOB_NAME``; the one holding it starts a timer for its term
-(:mod:`stayy.scheduling.timer`) on the cluster's clock (the database's time,
-measured at every renewal) and schedules the catalog. Every tick it fires is
-claimed in the database before it runs, so even a leader that lost its lease
-without noticing cannot run a tick twice. Ticks and manual runs execute in the
+run with ``JOB_ENABLE`` on. Each asks its :class:`~stayy.scheduling.leadership.Leadership`
+for the lease of its ``JOB_NAME``; in each term it holds, it starts a timer
+(:mod:`stayy.scheduling.timer`) on the cluster's clock and schedules the
+catalog. Every tick it fires is claimed in the database before it runs, and
+only while its term still holds, so even a leader that lost its lease without
+noticing cannot run a tick twice. Ticks and manual runs execute in the
 server's pool of long-lived threads (:mod:`stayy.scheduling.tick_pool`), which
-outlives terms and is joined at :meth:`JobServer.stop`. Pause, resume and
-run-now are rows that the leader polls every half second; the same loop closes
-the runs of lost processes, at most once a second, never a run this process
-executes, and only once a full ``JOB_RUN_STALE_AFTER`` has passed since its
-term began: heartbeats written while no leader could reach the database, or
-while this process was stopped, are not held against anyone. A leader that
-cannot renew its lease ends its term at once, well before the lease could
-expire.
+outlives terms and is joined at :meth:`JobServer.stop`. A tick's whole path:
+the timer fires it, :meth:`JobServer._on_due` takes it in a pool thread,
+:func:`~stayy.scheduling.runner.run_tick` judges it and
+:func:`~stayy.repository.runs.claim_tick` claims it with one insert.
+
+One loop does it all, every half second: a step of the leadership, then, while
+it leads, pause and resume, queued runs (run now, waiting ticks, retries) and
+the closing of runs of lost processes. The reaper never closes a run this
+process executes and starts a full ``JOB_RUN_STALE_AFTER`` into each term:
+heartbeats written while no leader could reach the database, or while this
+process was stopped, are not held against anyone.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ from django.db import DatabaseError, close_old_connections
 
 from stayy.conf import stayy_settings
 from stayy.models import JobRun
-from stayy.observability import metrics
 from stayy.repository import catalog, leases, runs
 from stayy.repository.clock import cluster_clock
 from stayy.scheduling import registry, runner
+from stayy.scheduling.leadership import Leadership, Term
 from stayy.scheduling.registry import JobSpec
 from stayy.scheduling.tick_pool import TickPool
 from stayy.scheduling.timer import TickTimer
@@ -44,8 +47,6 @@ logger = logging.getLogger("stayy.jobs")
 
 State = Literal["candidate", "leader", "stopped"]
 CONTROL_POLL = 0.5
-#: Seconds between a candidate's tries to take the lease (at most a third of the TTL).
-CANDIDATE_POLL = 0.5
 #: Seconds between two searches for runs of lost processes (by the leader's loop).
 REAP_INTERVAL = 1.0
 
@@ -57,26 +58,30 @@ class JobServer:
         self.name = name
         self.token = uuid.uuid4().hex
         self.ttl = stayy_settings.lease_ttl
+        self.clock = cluster_clock
         self.lease = lease or leases.build_lease(
             name=name, token=self.token, ttl=self.ttl, redis_url=stayy_settings.redis_url
         )
+        self.leadership = Leadership(name=name, lease=self.lease, ttl=self.ttl, clock=self.clock)
         self.state: State = "candidate"
-        self.leader_since: datetime | None = None
+        self._term: Term | None = None  # the term this server schedules in
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._timer: TickTimer | None = None
-        self.clock = cluster_clock
         self._specs: dict[str, JobSpec] = {}
-        self._valid_until = 0.0  # monotonic end of the lease as this process last renewed it
-        self._next_renew = 0.0
         self._next_reap = 0.0
         self._next_publish = 0.0
-        self._problem = ""
-        self._holds_lease = False  # this process took the lease and has not seen it lost
         self._inflight: dict[tuple[str, datetime], threading.Thread] = {}  # ticks on their way to a claim
         self._inflight_lock = threading.Lock()
         self._inflight_left = threading.Condition(self._inflight_lock)
         self.pool = TickPool(keep=stayy_settings.tick_threads)
+
+    @property
+    def leader_since(self) -> datetime | None:
+        return self._term.since if self._term is not None else None
+
+    def is_leader(self) -> bool:
+        return self.state == "leader" and self.leadership.is_leader(self._term)
 
     # --- lifecycle --------------------------------------------------------
     def start(self) -> None:
@@ -84,35 +89,29 @@ class JobServer:
         self._thread.start()
 
     def run_forever(self) -> None:
-        """The candidate/leader loop; returns after :meth:`stop` (or :meth:`request_stop`)."""
+        """The server's loop; returns after :meth:`stop` (or :meth:`request_stop`)."""
         logger.info("job server %s started (lease in %s, TTL %g s)", self.name, self.lease.backend, self.ttl)
         while not self._stop.is_set():
             try:
+                wait = self.leadership.step()
+                self._follow(self.leadership.term)
                 if self.state == "leader":
-                    self._lead_once()
-                    wait = CONTROL_POLL
-                else:
-                    if self._problem:
-                        # A Redis lease can be refused (or even taken) while the database is
-                        # still down: only a database that answers ends the problem, so a long
-                        # outage is logged once, not once per lease expiry.
-                        leases.check_database()
-                    wait = 0.0 if self._try_acquire() else min(CANDIDATE_POLL, self.ttl / 3)
-                self._set_problem("")
+                    self._dispatch_once()
+                    wait = min(wait, CONTROL_POLL)
+                self.leadership.reachable()
             except (DatabaseError, leases.LeaseUnavailable) as exc:
-                self._set_problem(f"{type(exc).__name__}: {exc}")
-                if self.state == "leader":
-                    self._end_term(release=False, why="lost contact with the lease or database")
+                self.leadership.lost_contact(f"{type(exc).__name__}: {exc}")
+                self._follow(None)
                 close_old_connections()
                 wait = min(1.0, self.ttl / 3)
             except Exception:
                 logger.exception("job server loop error")
-                if self.state == "leader":
-                    self._end_term(release=False, why="internal error")
+                self.leadership.step_down("internal error")
+                self._follow(None)
                 wait = 1.0
             self._stop.wait(wait)
-        if self.state == "leader":
-            self._end_term(release=False, why="stopping")
+        self.leadership.step_down("stopping")
+        self._follow(None)
         self.state = "stopped"
 
     def request_stop(self) -> None:
@@ -125,8 +124,9 @@ class JobServer:
             self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, self.ttl))
-        elif self.state == "leader":
-            self._end_term(release=False, why="stopping")
+        else:
+            self.leadership.step_down("stopping")
+            self._follow(None)
         if self._thread is None or not self._thread.is_alive():
             # The term is over: hand the lease on now, not after the grace. Runs still executing
             # here keep their rows active, so the next leader skips their ticks until they return.
@@ -158,40 +158,31 @@ class JobServer:
         logger.info("job server %s stopped", self.name)
 
     def _release_lease(self) -> None:
-        if not self._holds_lease:
+        close_old_connections()  # this thread's connection may predate a database restart
+        self.leadership.release()
+
+    # --- terms ------------------------------------------------------------
+    def _follow(self, term: Term | None) -> None:
+        """Stop scheduling when the term this server schedules in is over; begin a new one's."""
+        if term == self._term:
             return
-        self._holds_lease = False
-        try:
-            close_old_connections()  # this thread's connection may predate a database restart
-            self.lease.release()
-        except (DatabaseError, leases.LeaseUnavailable) as exc:
-            logger.warning("lease not released (%s); it expires within %g s", exc, self.ttl)
+        timer, self._timer = self._timer, None
+        self._term = None
+        self.state = "candidate"
+        if timer is not None:
+            timer.stop()
+        if term is not None:
+            try:
+                self._begin_term(term)
+            except Exception:
+                # Do not sit on a lease this process cannot lead with until it expires: another
+                # candidate may be able to lead.
+                self._release_lease()
+                raise
 
-    def is_leader(self) -> bool:
-        return self.state == "leader" and time.monotonic() < self._valid_until
-
-    # --- leadership -------------------------------------------------------
-    def _try_acquire(self) -> bool:
-        asked_at = time.monotonic()
-        if not self.lease.acquire():
-            return False
-        self._valid_until = asked_at + self.ttl
-        self._holds_lease = True
-        try:
-            self._begin_term()
-        except Exception:
-            # Do not sit on a lease this process cannot lead with until it expires: another
-            # candidate may be able to lead.
-            if self.state == "leader":
-                self._end_term(release=False, why="could not start the term")
-            self._release_lease()
-            raise
-        return True
-
-    def _begin_term(self) -> None:
+    def _begin_term(self, term: Term) -> None:
         specs = registry.all_jobs()
         self._specs = {spec.name: spec for spec in specs}
-        self.clock.measure()
         now = self.clock.now()
         rows = catalog.sync_from_specs(specs, now=now)
         timer = TickTimer(clock=self.clock.now, on_due=self._submit_tick)
@@ -202,10 +193,8 @@ class JobServer:
                 paused = rows[spec.name].paused
                 timer.add(spec.name, spec.schedule, paused=paused, now=horizon, delay=spec.jitter_delay)
         self._timer = timer
+        self._term = term
         self.state = "leader"
-        metrics.set_leader(self.name, True)
-        self.leader_since = self.clock.now()
-        self._next_renew = time.monotonic() + self.ttl / 3
         # Heartbeats could not be seen while no term ran (the database may have been away).
         self._next_reap = time.monotonic() + stayy_settings.run_stale_after
         self._next_publish = 0.0
@@ -219,19 +208,6 @@ class JobServer:
         timer.start()
         self._publish_next_runs()
 
-    def _end_term(self, *, release: bool, why: str) -> None:
-        timer, self._timer = self._timer, None
-        self.state = "candidate"
-        metrics.set_leader(self.name, False)
-        self._valid_until = 0.0
-        if timer is not None:
-            timer.stop()
-        log = logger.info if why == "stopping" else logger.warning
-        log("leadership of %s ended: %s", self.name, why)
-        if release and self._holds_lease:
-            self._holds_lease = False
-            self.lease.release()
-
     def _catch_up(self, rows: dict, *, now: datetime) -> None:
         """Run (once) the newest tick owed since the last leader, if still within its grace, and
         record the others missed; the timer fires the ticks after ``now``."""
@@ -243,9 +219,12 @@ class JobServer:
                 self._submit_tick(spec.name, owed[-1], owed[:-1])
 
     def _submit_tick(self, job_id: str, scheduled_for: datetime, missed: list[datetime]) -> None:
-        self.pool.submit(self._on_due, job_id, scheduled_for, missed, name=f"stayy-job-{job_id}")
+        term = self._term
+        if term is not None:
+            self.pool.submit(self._on_due, term, job_id, scheduled_for, missed, name=f"stayy-job-{job_id}")
 
-    def _on_due(self, job_id: str, scheduled_for: datetime, missed: list[datetime]) -> None:
+    def _on_due(self, term: Term, job_id: str, scheduled_for: datetime, missed: list[datetime]) -> None:
+        """Claim and run a tick of ``term``, as long as that term still holds."""
         spec = self._specs.get(job_id)
         if spec is None:
             return
@@ -258,7 +237,7 @@ class JobServer:
             runner.run_tick(
                 spec,
                 scheduled_for,
-                still_leader=self.is_leader,
+                still_leader=lambda: self.leadership.is_leader(term),
                 missed_before=missed,
                 on_started=lambda: self._leave_inflight(key),
             )
@@ -285,22 +264,10 @@ class JobServer:
                     return
                 self._inflight_left.wait(left)
 
-    # --- one turn of the leader loop -------------------------------------
-    def _lead_once(self) -> None:
+    # --- one turn of the leader's loop ------------------------------------
+    def _dispatch_once(self) -> None:
         close_old_connections()
         now = time.monotonic()
-        if now >= self._next_renew:
-            asked_at = time.monotonic()
-            if not self.lease.renew():
-                self._holds_lease = False
-                self._end_term(release=False, why="lease lost to another candidate")
-                return
-            self._valid_until = asked_at + self.ttl
-            self._next_renew = asked_at + self.ttl / 3
-            self.clock.measure()
-        if time.monotonic() > self._valid_until - self.ttl / 3:
-            self._end_term(release=False, why="lease not renewed in time")
-            return
         self._apply_pauses()
         self._start_queued_runs()
         if now >= self._next_reap:
@@ -355,13 +322,3 @@ class JobServer:
         next_runs: dict[str, datetime | None] = dict.fromkeys(self._specs)
         next_runs.update(timer.next_run_times())
         catalog.set_next_run_times(next_runs)
-
-    def _set_problem(self, problem: str) -> None:
-        """Log a dependency problem once when it starts and once when it ends, not every turn."""
-        if problem == self._problem:
-            return
-        if problem:
-            logger.error("job server %s: %s; not scheduling until it recovers", self.name, problem)
-        else:
-            logger.warning("job server %s: dependencies reachable again", self.name)
-        self._problem = problem

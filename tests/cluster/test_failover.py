@@ -19,7 +19,7 @@ import pytest
 from django.utils import timezone
 
 from stayy.models import JobRun
-from stayy.scheduling.server import CANDIDATE_POLL
+from stayy.scheduling.leadership import CANDIDATE_POLL
 from tests.cluster.harness import (
     MAIN_REDIS_URL,
     MARGIN,
