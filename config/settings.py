@@ -1,6 +1,6 @@
 """Settings of the Stayy service, read from the environment in this one place.
 
-Every variable is documented in the README. Bad values raise
+Every variable is documented in docs/configuration.md. Bad values raise
 :class:`config.env.ConfigError`, which the entry points turn into a single
 line naming the variable. Settings of the job runtime live in the ``STAYY``
 namespace and are read through :data:`stayy.conf.stayy_settings`.

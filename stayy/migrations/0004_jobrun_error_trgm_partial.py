@@ -1,11 +1,11 @@
 """The error search's trigram index covers only runs that have an error text (PostgreSQL only).
 
 Most runs have none: every run row is inserted without one, and a run that
-succeeds keeps it empty. Each of those inserts paid about 0.6 ms for a GIN
-entry no search can use (measured: 1.1 ms per insert of a run row with the
-full index, 0.4–0.6 ms with this one). That insert is the claim of every
-scheduled tick. The admin's error search adds ``error <> ''`` to its query
-(a non-empty term matches no empty text), so it still reads this index.
+succeeds keeps it empty. With a full index each of those inserts would pay
+for a GIN entry no search can use, and that insert is the claim of every
+scheduled tick (the figures: bench/README.md, "Decisions"). The admin's
+error search adds ``error <> ''`` to its query (a non-empty term matches no
+empty text), so it still reads this index.
 """
 
 from django.db import migrations

@@ -3,10 +3,10 @@
 Every run ends with an ``UPDATE`` that cannot be HOT (``status`` and
 ``active`` are in the table's indexes and partial-index predicates), so it
 leaves a dead entry in the index of active runs (``stayy_jobrun_active``)
-until a vacuum. Each tick's claim and the leader's reaper read that index.
-Measured with one job ticking every second and no vacuum: the claim went
-from 0.75 ms to 10.8 ms over 3,000 ticks. By default autovacuum waits until
-20% of the rows are dead: 200,000 run ends on a history of a million runs.
+until a vacuum. Each tick's claim and the leader's reaper read that index,
+so the claim slows as dead entries pile up (the figures: bench/README.md,
+"Decisions"). By default autovacuum waits until 20% of the rows are dead:
+200,000 run ends on a history of a million runs.
 With these settings it vacuums after 1,000 of them, whatever the history's
 size (a vacuum of this table skips the pages that have not changed).
 """

@@ -2,14 +2,14 @@
 
 A full (generation 2) collection walks every object the collector tracks, and
 no thread of the process runs meanwhile. With Django, DRF and the app loaded
-that is about 100,000 objects: one full collection took 45-60 ms (measured),
-so every request in flight in that worker waited that long. A job that
-allocates a lot, like a full sync of the users, brings full collections on
-every few seconds. The objects loaded at startup (modules, classes,
-settings, URL patterns) live as long as the process, so walking them again
-is wasted work: :func:`freeze_startup_objects` moves them to the collector's
-permanent generation (:func:`gc.freeze`), and full collections then walk only
-what was made since (under 1 ms in the same run).
+that is about 100,000 objects, so every request in flight in that worker
+waits for the walk. A job that allocates a lot, like a full sync of the
+users, brings full collections on every few seconds. The objects loaded at
+startup (modules, classes, settings, URL patterns) live as long as the
+process, so walking them again is wasted work: :func:`freeze_startup_objects`
+moves them to the collector's permanent generation (:func:`gc.freeze`), and
+full collections then walk only what was made since (the figures:
+bench/README.md, "Decisions").
 
 gunicorn's ``post_worker_init`` hook and ``manage.py runjobs`` call it once
 the app is loaded.

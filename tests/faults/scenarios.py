@@ -464,7 +464,7 @@ def soak(
         THIRD_PARTY_USERS_URL=f"http://127.0.0.1:{upstream_port}",
         GUNICORN_THREADS=str(threads),
     )
-    # The README's sizing: each worker keeps one connection per thread and per running job, plus 2.
+    # docs/configuration.md's sizing: a worker keeps one connection per thread and per running job, plus 2.
     bound = threads + len(overrides) + 2
     staff = rig.api_token(staff=True)
     paths = ["/api/users/", "/api/users/me/", "/api/users/stats/", "/api/jobs/", "/healthz", "/readyz"]

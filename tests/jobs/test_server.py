@@ -197,7 +197,7 @@ def database_sessions() -> int:
 def test_tick_threads_close_their_database_connections(make_job, overrides, start_server):
     """Sessions do not grow with the number of ticks, and none is left for the garbage collector.
 
-    The README sizes PostgreSQL for "threads + max(JOB_TICK_THREADS, jobs running at once) + 2"
+    docs/configuration.md sizes PostgreSQL for "threads + max(JOB_TICK_THREADS, jobs running at once) + 2"
     connections per process: a job thread keeps its connection for the next tick, ticks one
     after another reuse it, and a thread that ends closes it.
     """

@@ -384,7 +384,7 @@ def test_next_fire_time_when_the_scheduler_wakes_exactly_on_the_fire_time():
 #
 # An independent oracle: expand each crontab field into its set of values, walk every
 # wall-clock minute of the window and turn the matching ones into instants the way the
-# README promises (fixed-hour jobs once per wall time, wildcard-hour jobs by real time;
+# docs/jobs.md promises (fixed-hour jobs once per wall time, wildcard-hour jobs by real time;
 # a wall time a spring-forward skips runs at the same offset after the jump).
 
 ZONES = [

@@ -20,7 +20,7 @@ from tests.observability.support import child_env, gunicorn, this_run_database_u
 from tests.support import PROJECT_DIR
 
 # What `DJANGO_DEBUG=0 manage.py check --deploy` still reports with the defaults, and why
-# (README, "Production settings"): HTTPS redirect and HSTS depend on the proxy in front.
+# (docs/deployment.md, "Settings"): HTTPS redirect and HSTS depend on the proxy in front.
 EXPLAINED_WARNINGS = {"security.W004", "security.W008"}
 
 ALL_ON = {

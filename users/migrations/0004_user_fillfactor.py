@@ -2,10 +2,9 @@
 
 Sync updates change display names and timestamps, which no index covers; with
 room on the row's page PostgreSQL makes them HOT updates, which write no index
-entries. Measured on 98,000 mirrors: 980 such updates took 32-44 ms at
-fillfactor 90 (all HOT) against 84-91 ms at 100 (1% HOT), for a table 12%
-larger. It applies to pages written from now on; ``VACUUM FULL users_user``
-rewrites existing ones.
+entries, at the cost of a somewhat larger table (the figures:
+bench/README.md, "Decisions"). It applies to pages written from now on;
+``VACUUM FULL users_user`` rewrites existing ones.
 """
 
 from django.db import migrations

@@ -3,16 +3,16 @@
 The user list answers its count with ``COUNT(*)``, which PostgreSQL reads
 from an index alone only on pages a vacuum marked all-visible. Each sync
 update clears that mark on its row's page: 2,000 updated mirrors touch most
-pages of a 100,000-user table, and the count then reads the heap (measured:
-15.3 ms against 9-10 ms after a vacuum, about a third of a list request's
-time). By default autovacuum waits until 20% of the rows changed, 20,000 at
-100,000 users; with these settings it runs after 1,000, and only visits the
-pages that changed.
+pages of a 100,000-user table, and the count then reads the heap, which
+slows every list request (the figures: bench/README.md, "Decisions"). By
+default autovacuum waits until 20% of the rows changed, 20,000 at 100,000
+users; with these settings it runs after 1,000, and only visits the pages
+that changed.
 
 The sync's own updates rarely reach that count: they are HOT, and their old
-versions are pruned as pages are read, which lowers the count of dead rows
-(found later, 2026-12-06). So the sync also vacuums the table itself after a
-run that wrote (``users.repository.sync_db.mirrors_vacuum``).
+versions are pruned as pages are read, which lowers the count of dead rows.
+So the sync also vacuums the table itself after a run that updated users
+(``users.repository.sync_db.mirrors_vacuum``).
 """
 
 from django.db import migrations
