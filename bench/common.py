@@ -176,13 +176,14 @@ def setup_django(**overrides: str | None) -> None:
 
 
 def staff_token() -> str:
-    """A staff user's API token in the bench database (created on first use)."""
+    """A superuser's API token in the bench database (created on first use)."""
     from rest_framework.authtoken.models import Token
 
     from users.models import User
 
     user, _ = User.objects.get_or_create(
-        username="bench-staff", defaults={"email": "bench-staff@bench.example", "is_staff": True}
+        username="bench-staff",
+        defaults={"email": "bench-staff@bench.example", "is_staff": True, "is_superuser": True},
     )
     token, _ = Token.objects.get_or_create(user=user)
     return token.key

@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from stayy.scheduling.tracker import tracker
+from tests.support import grant_staff_api
 from users.repository.cache import breaker as cache_breaker
 
 
@@ -35,8 +36,11 @@ def api_client() -> APIClient:
 
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_user(
-        username="staff", email="staff@example.com", password="staff-pass-123", is_staff=True
+    """An operator: staff, holding every permission the staff API asks for."""
+    return grant_staff_api(
+        django_user_model.objects.create_user(
+            username="staff", email="staff@example.com", password="staff-pass-123", is_staff=True
+        )
     )
 
 

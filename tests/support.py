@@ -63,3 +63,26 @@ def storage_parameters(table: str) -> set[str]:
 def json_log_lines(output: str) -> list[dict[str, Any]]:
     """The lines of a child's output written in the JSON log format (gunicorn's own lines are not)."""
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+#: The model permissions the staff API asks for, all of them: what an operator's account holds.
+STAFF_API_PERMISSIONS = [
+    "users.view_user",
+    "users.add_user",
+    "users.change_user",
+    "users.delete_user",
+    "stayy.view_job",
+    "stayy.change_job",
+    "stayy.view_jobrun",
+]
+
+
+def grant_staff_api(user: Any, *, using: str = "default") -> Any:
+    """Give ``user`` every permission of the staff API (it must be staff already); returns it."""
+    from django.contrib.auth.models import Permission
+
+    for name in STAFF_API_PERMISSIONS:
+        app_label, codename = name.split(".")
+        permission = Permission.objects.using(using).get(content_type__app_label=app_label, codename=codename)
+        user.user_permissions.add(permission)
+    return user

@@ -1,7 +1,10 @@
 """HTTP interface of the users domain: parse the request, call a service, shape the answer.
 
-Permissions: the user directory and the sync trigger are staff only; a
-signed-in user may read and edit their own profile and read the stats.
+Permissions: the user directory is for staff holding the user model's
+permissions (``view_user`` to read, ``add_``/``change_``/``delete_user`` to
+write; only a superuser touches staff or superuser status or a superuser), the
+sync trigger for staff holding ``stayy.change_job``; a signed-in user may read
+and edit their own profile and read the stats.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from rest_framework.authentication import BaseAuthentication, TokenAuthenticatio
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, IsAuthenticated
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -25,6 +28,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
+from config.permissions import StaffModelPermissions, StaffWith, SuperuserGuard
 from stayy import services as job_services
 from stayy.scheduling.registry import UnknownJob
 from users import services
@@ -113,11 +117,15 @@ class TokenObtainView(APIView):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List users (staff)"),
-    create=extend_schema(summary="Create a local user (staff)", request=UserCreateSerializer),
-    retrieve=extend_schema(summary="Get a user (staff)"),
-    partial_update=extend_schema(summary="Change a user (staff)", request=UserUpdateSerializer),
-    destroy=extend_schema(summary="Deactivate a user (staff); the row is kept", responses={204: None}),
+    list=extend_schema(summary="List users (staff with view_user)"),
+    create=extend_schema(summary="Create a local user (staff with add_user)", request=UserCreateSerializer),
+    retrieve=extend_schema(summary="Get a user (staff with view_user)"),
+    partial_update=extend_schema(
+        summary="Change a user (staff with change_user)", request=UserUpdateSerializer
+    ),
+    destroy=extend_schema(
+        summary="Deactivate a user (staff with delete_user); the row is kept", responses={204: None}
+    ),
 )
 class UserViewSet(GenericViewSet):
     serializer_class = UserSerializer
@@ -136,7 +144,9 @@ class UserViewSet(GenericViewSet):
     def get_permissions(self) -> list[BasePermission]:
         if self.action in ("me", "stats"):
             return [IsAuthenticated()]
-        return [IsAdminUser()]
+        if self.action == "sync":
+            return [StaffWith("stayy.change_job")]
+        return [StaffModelPermissions(), SuperuserGuard()]
 
     def _user(self, pk: str) -> User:
         user = services.user_get(user_id=int(pk)) if pk.isascii() and pk.isdigit() else None
@@ -161,6 +171,7 @@ class UserViewSet(GenericViewSet):
 
     def partial_update(self, request: Request, pk: str) -> Response:
         user = self._user(pk)
+        self.check_object_permissions(request, user)
         serializer = UserUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with service_errors_as_400():
@@ -168,7 +179,9 @@ class UserViewSet(GenericViewSet):
         return Response(UserSerializer(user).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
-        services.user_deactivate(user=self._user(pk))
+        user = self._user(pk)
+        self.check_object_permissions(request, user)
+        services.user_deactivate(user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], summary="Your own profile", responses=UserSerializer)

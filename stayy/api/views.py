@@ -16,11 +16,12 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.permissions import StaffModelPermissions, StaffWith
 from stayy import services
 from stayy.api.serializers import (
     JobCatalogSerializer,
@@ -59,7 +60,8 @@ class RunPagination(PageNumberPagination):
 class JobCatalogView(APIView):
     """Every registered job with its schedule, pause state and newest run, and who leads."""
 
-    permission_classes = [IsAdminUser]
+    def get_permissions(self) -> list[BasePermission]:
+        return [StaffWith("stayy.view_job")]
 
     @extend_schema(
         operation_id="jobs_list",
@@ -79,13 +81,16 @@ class JobCatalogView(APIView):
 class JobViewSet(viewsets.GenericViewSet[Job]):
     """One job of the catalog, and the commands that act on it across the cluster."""
 
-    permission_classes = [IsAdminUser]
     serializer_class = JobSerializer
     lookup_field = "name"
     # Job names contain dots (users.refresh_user_stats), which DRF's default lookup rejects;
     # any segment reaches the view, and a name the registry does not know is a JSON 404.
     lookup_value_regex = r"[^/]+"
     filter_backends: list[Any] = []
+
+    def get_permissions(self) -> list[BasePermission]:
+        # Reading a job needs view_job; run now, pause and resume need change_job.
+        return [StaffWith("stayy.view_job" if self.action == "retrieve" else "stayy.change_job")]
 
     @extend_schema(
         summary="Show one job", parameters=[JOB_NAME], responses={200: JobSerializer, 404: NOT_FOUND}
@@ -156,7 +161,7 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
 class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[JobRun]):
     """The run history of one job: executed runs, and ticks skipped or missed with the reason."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffModelPermissions]
     serializer_class = JobRunSerializer
     pagination_class = RunPagination
     filter_backends = [DjangoFilterBackend]

@@ -25,6 +25,7 @@ from tests.cluster.harness import (
     tick_accounting,
     wait_until,
 )
+from tests.support import grant_staff_api
 
 #: The leader polls the controls every half second; "within 2 s" leaves room for a tick in flight.
 CONTROL_BOUND = 2.0
@@ -38,7 +39,9 @@ def _scheduled_created_after(moment: datetime) -> list[JobRun]:
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_pause_resume_and_run_now_from_a_non_leader(cluster: Cluster) -> None:
-    staff = get_user_model().objects.create_user(username="ops", password="ops-pass-123", is_staff=True)
+    staff = grant_staff_api(
+        get_user_model().objects.create_user(username="ops", password="ops-pass-123", is_staff=True)
+    )
     token = Token.objects.create(user=staff).key
     env = cluster.env(redis_url=MAIN_REDIS_URL)
     a = cluster.gunicorn("a", env=env, workers=2)

@@ -73,10 +73,14 @@ class Rig:
         connections[ALIAS].close()
 
     def api_token(self, *, staff: bool = False) -> str:
-        """A token of a new active user (staff if asked) in the rig's database."""
+        """A token of a new active user (a superuser if ``staff``) in the rig's database."""
         name = f"load-{uuid.uuid4().hex[:8]}"
         user = User.objects.db_manager(ALIAS).create_user(
-            username=name, email=f"{name}@example.com", password=secrets.token_urlsafe(16), is_staff=staff
+            username=name,
+            email=f"{name}@example.com",
+            password=secrets.token_urlsafe(16),
+            is_staff=staff,
+            is_superuser=staff,
         )
         return Token.objects.using(ALIAS).create(user=user).key
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import override_settings
 from django.urls import get_resolver, reverse
 from rest_framework.authtoken.models import Token
@@ -30,8 +31,22 @@ PASSWORD = "matrix-pass-123"
 OTHER_EMAIL = "someone.else@example.com"
 TRACEBACK_MARKER = "matrix-traceback-marker"
 
-CALLERS = ["anonymous", "user", "inactive", "staff", "superuser"]
-STAFF = {"staff", "superuser"}
+CALLERS = ["anonymous", "user", "inactive", "staff", "staff_view", "staff_change", "superuser"]
+#: is_staff: the admin lets them in (and shows what their permissions allow).
+STAFF = {"staff", "staff_view", "staff_change", "superuser"}
+#: Hold the view permissions: they see other users and job runs.
+SEES = {"staff_view", "staff_change", "superuser"}
+#: The model permissions of the two staff callers that hold some.
+GRANTS = {
+    "staff_view": ["users.view_user", "stayy.view_job", "stayy.view_jobrun"],
+    "staff_change": [
+        "users.view_user",
+        "users.change_user",
+        "stayy.view_job",
+        "stayy.change_job",
+        "stayy.view_jobrun",
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -75,40 +90,41 @@ ENDPOINTS: dict[str, Endpoint] = {
 
 # 401: no or unusable credentials (an inactive user's token is refused at once);
 # 403: signed in but not allowed; the admin redirects to its login (302).
-# "staff" is is_staff without model permissions: the whole staff API, but in the
-# admin only what a superuser grants it (here nothing: 403 on the job pages).
+# The API asks staff for Django's model permissions, as the admin does: "staff"
+# holds none, "staff_view" the view permissions, "staff_change" view and change
+# (not add or delete). Run now, pause, resume and the sync need stayy.change_job.
 # Docs are public (API_DOCS_PUBLIC on, the default); /metrics is guarded by its own token only.
 # fmt: off
-MATRIX: dict[str, tuple[int, int, int, int, int]] = {
-    #                       anonymous  user  inactive  staff  superuser
-    "users list":           (401,      403,  401,      200,   200),
-    "users create":         (401,      403,  401,      201,   201),
-    "users detail":         (401,      403,  401,      200,   200),
-    "users update":         (401,      403,  401,      200,   200),
-    "users delete":         (401,      403,  401,      204,   204),
-    "me":                   (401,      200,  401,      200,   200),
-    "me update":            (401,      200,  401,      200,   200),
-    "stats":                (401,      200,  401,      200,   200),
-    "sync":                 (401,      403,  401,      202,   202),
-    "token obtain":         (400,      200,  400,      200,   200),
-    "token revoke":         (401,      204,  401,      204,   204),
-    "jobs list":            (401,      403,  401,      200,   200),
-    "job detail":           (401,      403,  401,      200,   200),
-    "job runs":             (401,      403,  401,      200,   200),
-    "job run detail":       (401,      403,  401,      200,   200),
-    "job run now":          (401,      403,  401,      202,   202),
-    "job pause":            (401,      403,  401,      200,   200),
-    "job resume":           (401,      403,  401,      200,   200),
-    "schema":               (200,      200,  401,      200,   200),
-    "docs":                 (200,      200,  401,      200,   200),
-    "admin index":          (302,      302,  302,      200,   200),
-    "admin runs":           (302,      302,  302,      403,   200),
-    "jobs dashboard":       (302,      302,  302,      403,   200),
-    "metrics, no token":    (401,      401,  401,      401,   401),
-    "metrics, wrong token": (401,      401,  401,      401,   401),
-    "metrics, token":       (200,      200,  200,      200,   200),
-    "healthz":              (200,      200,  200,      200,   200),
-    "readyz":               (200,      200,  200,      200,   200),
+MATRIX: dict[str, tuple[int, int, int, int, int, int, int]] = {
+    #                       anonymous  user  inactive  staff  staff_view  staff_change  superuser
+    "users list":           (401,      403,  401,      403,   200,        200,          200),
+    "users create":         (401,      403,  401,      403,   403,        403,          201),
+    "users detail":         (401,      403,  401,      403,   200,        200,          200),
+    "users update":         (401,      403,  401,      403,   403,        200,          200),
+    "users delete":         (401,      403,  401,      403,   403,        403,          204),
+    "me":                   (401,      200,  401,      200,   200,        200,          200),
+    "me update":            (401,      200,  401,      200,   200,        200,          200),
+    "stats":                (401,      200,  401,      200,   200,        200,          200),
+    "sync":                 (401,      403,  401,      403,   403,        202,          202),
+    "token obtain":         (400,      200,  400,      200,   200,        200,          200),
+    "token revoke":         (401,      204,  401,      204,   204,        204,          204),
+    "jobs list":            (401,      403,  401,      403,   200,        200,          200),
+    "job detail":           (401,      403,  401,      403,   200,        200,          200),
+    "job runs":             (401,      403,  401,      403,   200,        200,          200),
+    "job run detail":       (401,      403,  401,      403,   200,        200,          200),
+    "job run now":          (401,      403,  401,      403,   403,        202,          202),
+    "job pause":            (401,      403,  401,      403,   403,        200,          200),
+    "job resume":           (401,      403,  401,      403,   403,        200,          200),
+    "schema":               (200,      200,  401,      200,   200,        200,          200),
+    "docs":                 (200,      200,  401,      200,   200,        200,          200),
+    "admin index":          (302,      302,  302,      200,   200,        200,          200),
+    "admin runs":           (302,      302,  302,      403,   200,        200,          200),
+    "jobs dashboard":       (302,      302,  302,      403,   200,        200,          200),
+    "metrics, no token":    (401,      401,  401,      401,   401,        401,          401),
+    "metrics, wrong token": (401,      401,  401,      401,   401,        401,          401),
+    "metrics, token":       (200,      200,  200,      200,   200,        200,          200),
+    "healthz":              (200,      200,  200,      200,   200,        200,          200),
+    "readyz":               (200,      200,  200,      200,   200,        200,          200),
 }
 # fmt: on
 
@@ -167,13 +183,18 @@ def world(django_user_model) -> dict[str, Any]:
         "inactive": django_user_model.objects.create_user(
             username="inactive", email="inactive@example.com", password=PASSWORD
         ),
-        "staff": django_user_model.objects.create_user(
-            username="staff", email="staff@example.com", password=PASSWORD, is_staff=True
-        ),
+        **{
+            caller: django_user_model.objects.create_user(
+                username=caller, email=f"{caller}@example.com", password=PASSWORD, is_staff=True
+            )
+            for caller in ("staff", "staff_view", "staff_change")
+        },
         "superuser": django_user_model.objects.create_superuser(
             username="root", email="root@example.com", password=PASSWORD
         ),
     }
+    for caller, names in GRANTS.items():
+        users[caller].user_permissions.add(*(permission(name) for name in names))
     tokens = {caller: Token.objects.create(user=user).key for caller, user in users.items()}
     # Deactivated after its token was issued: the token must stop working at once.
     users["inactive"].is_active = False
@@ -188,6 +209,11 @@ def world(django_user_model) -> dict[str, Any]:
         traceback=f"Traceback (most recent call last):\n  {TRACEBACK_MARKER}\nValueError: boom",
     )
     return {"users": users, "tokens": tokens, "other": other, "run": run}
+
+
+def permission(name: str) -> Permission:
+    app_label, codename = name.split(".")
+    return Permission.objects.get(content_type__app_label=app_label, codename=codename)
 
 
 def client_for(caller: str, world: dict[str, Any]) -> APIClient:
@@ -221,8 +247,8 @@ def test_permission_matrix(world, endpoint, caller, expected):
 
     assert response.status_code == expected, (endpoint, caller, response.content[:500])
     body = response.content.decode(errors="replace")
-    assert "Traceback" not in body or (caller in STAFF and endpoint == "job run detail")
-    if caller not in STAFF:
+    assert "Traceback" not in body or (caller in SEES and endpoint == "job run detail")
+    if caller not in SEES:
         assert OTHER_EMAIL not in body, f"{caller} saw another user's data at {endpoint}"
         assert TRACEBACK_MARKER not in body, f"{caller} saw a job run's traceback at {endpoint}"
         assert '"job_name"' not in body, f"{caller} saw job runs at {endpoint}"
@@ -230,14 +256,14 @@ def test_permission_matrix(world, endpoint, caller, expected):
 
 def test_staff_do_see_the_users_and_the_traceback_the_matrix_hides(world):
     """The markers the matrix looks for are really there for staff, so their absence means something."""
-    staff = client_for("staff", world)
+    staff = client_for("staff_view", world)
     assert OTHER_EMAIL in staff.get("/api/users/").content.decode()
     run = world["run"]
     assert TRACEBACK_MARKER in staff.get(f"/api/jobs/{JOB}/runs/{run.pk}/").json()["traceback"]
 
 
 def test_the_run_list_never_carries_tracebacks(world):
-    response = client_for("staff", world).get(f"/api/jobs/{JOB}/runs/")
+    response = client_for("staff_view", world).get(f"/api/jobs/{JOB}/runs/")
     assert response.status_code == 200
     assert TRACEBACK_MARKER not in response.content.decode()
     assert all("traceback" not in run for run in response.json()["results"])

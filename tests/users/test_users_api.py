@@ -138,8 +138,10 @@ def test_a_body_that_is_not_an_object_is_a_400(staff_client):
 # --- change and deactivate ----------------------------------------------------
 
 
-def test_staff_patch_changes_only_the_given_fields(staff_client, plain_user):
-    response = staff_client.patch(
+def test_a_patch_changes_only_the_given_fields(api_client, plain_user, django_user_model):
+    # Granting staff status takes a superuser (tests/security/test_privileges.py).
+    api_client.force_authenticate(django_user_model.objects.create_superuser(username="root", email="r@x.io"))
+    response = api_client.patch(
         f"{USERS_URL}{plain_user.pk}/", {"display_name": "Plain P.", "is_staff": True}, format="json"
     )
 
