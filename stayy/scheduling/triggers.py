@@ -1,34 +1,43 @@
-"""Schedules of jobs: a fixed-grid interval or a standard 5-field crontab line.
+"""Schedules of jobs: a fixed-grid interval or a standard 5-field crontab line, and their fire times.
 
-Both build APScheduler triggers, with three fixes over APScheduler's defaults
-(see DESIGN.md §6):
+Both build APScheduler triggers, with these choices over APScheduler's defaults:
 
 * interval grids start at a fixed UTC epoch, so every process computes the
   same ticks and their claims collide in the database as they should;
-* cron day-of-week follows standard crontab (0 and 7 are Sunday) and, as in
-  Vixie cron, a line restricting both day-of-month and day-of-week fires when
-  either matches;
-* a cron job with a fixed hour does not fire again when a DST fall-back
-  repeats its wall time.
+* a crontab line is read as cron(8) reads it (:mod:`stayy.scheduling.crontab`):
+  0 and 7 are Sunday, and, as in Vixie cron, a line restricting both
+  day-of-month and day-of-week fires when either matches;
+* across DST, a line with a fixed hour runs exactly once per matching
+  wall-clock time (never twice when a fall-back repeats it, never lost when a
+  spring-forward skips it); a line whose hour starts with ``*`` runs by real
+  time.
+
+A schedule also says itself in words (:meth:`Schedule.describe`), the one
+phrasing the catalog, the API, ``runjobs --list`` and the dashboard show.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from cron_descriptor import ExpressionDescriptor, Options
+
+from stayy.scheduling.crontab import WEEKDAY_NAMES, CronLine, InvalidCron, parse_cron, ranges
 
 #: Every interval grid is anchored here, identical in every process.
 GRID_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
-_WEEKDAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-_MONTH_NAMES = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+# The largest UTC offset change any time zone has made at once (a few hours); nonexistent
+# wall times of a spring-forward lie at most this far before the instants they map to.
+_MAX_SHIFT = timedelta(hours=3)
+#: A skipped wall time whose instant is already another wall time's run runs this much later.
+_SKIPPED_AFTER = timedelta(seconds=1)
 
 
 class InvalidSchedule(ValueError):
@@ -76,89 +85,33 @@ class IntervalSchedule:
         return "every second" if s == 1 else f"every {_plural(s, 'second')}"
 
 
-def _expand_weekdays(field: str) -> list[int]:
-    """Expand a standard crontab day-of-week field into Sunday=0 weekday numbers."""
-    days: set[int] = set()
-    for part in field.lower().split(","):
-        if not part:
-            raise InvalidSchedule(f"empty item in day-of-week field {field!r}")
-        base, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) < 1:
-                raise InvalidSchedule(f"bad step {step_text!r} in day-of-week field {field!r}")
-            step = int(step_text)
-        if base == "*":
-            first, last = 0, 6
-        else:
-            first_text, dash, last_text = base.partition("-")
-            first = _weekday_number(first_text, field)
-            last = _weekday_number(last_text, field) if dash else (6 if step_text else first)
-            if first > last:
-                raise InvalidSchedule(f"range {base!r} runs backwards in day-of-week field {field!r}")
-        days.update(day % 7 for day in range(first, last + 1, step))
-    return sorted(days)
-
-
-def _weekday_number(text: str, field: str) -> int:
-    if text in _WEEKDAY_NAMES:
-        return _WEEKDAY_NAMES.index(text)
-    if text.isdigit() and 0 <= int(text) <= 7:
-        return int(text)
-    raise InvalidSchedule(f"bad day of week {text!r} in {field!r} (use 0-7 or sun-sat; 0 and 7 are Sunday)")
-
-
-def _apscheduler_field(field: str, low: int, high: int) -> str:
-    """Rewrite steps APScheduler refuses but crontab accepts (``1-1/1``, ``*/60``, ``5-10/20``).
-
-    Crontab reads a step larger than its range as "just the first value";
-    APScheduler raises. Anything else is passed on unchanged (and validated there).
-    """
-    items = []
-    for item in field.split(","):
-        base, slash, step_text = item.partition("/")
-        if slash and step_text.isdigit() and int(step_text) >= 1:
-            if base == "*":
-                first, last = low, high
-            else:
-                first_text, dash, last_text = base.partition("-")
-                if not first_text.isdigit() or (dash and not last_text.isdigit()):
-                    items.append(item)
-                    continue
-                first = int(first_text)
-                last = int(last_text) if dash else high
-            if low <= first <= last <= high and int(step_text) > last - first:
-                item = str(first)
-        items.append(item)
-    return ",".join(items)
-
-
-# The largest UTC offset change any time zone has made at once (a few hours); nonexistent
-# wall times of a spring-forward lie at most this far before the instants they map to.
-_MAX_SHIFT = timedelta(hours=3)
-
-
-class _DstSafeCron(CronTrigger):
+class _WallClockCron(BaseTrigger):
     """A crontab line in a time zone, matched against wall-clock time and mapped to instants.
 
     APScheduler's own trigger loses or repeats fires around DST changes (it
     returns the same instant forever inside a repeated hour, and drops all but
     the first of several wall times a spring-forward skips). Here the crontab
-    fields are matched on naive wall-clock times (the parent class runs in
-    UTC, which has no DST) and each match is turned into instants:
+    fields are matched on naive wall-clock times by APScheduler cron triggers
+    running in UTC (which has no DST), one per Vixie day branch, and each
+    matching wall time is turned into instants:
 
-    * fixed hour (``skip_repeated``): exactly one run per matching wall time;
-      a wall time the fall-back repeats runs on its first pass only, one the
-      spring-forward skips runs as far after the jump as it lay after its
-      start (02:30 in Berlin runs at 03:30 CEST), as Python's ``fold=0`` reads it;
+    * fixed hour (``once_per_wall_time``): exactly one run per matching wall
+      time; a wall time the fall-back repeats runs on its first pass only, one
+      the spring-forward skips runs as long after the jump as it lay after its
+      start (02:30 in Berlin runs at 03:30 CEST, as Python's ``fold=0`` reads
+      it), or, when a later wall time already runs at that instant, one second
+      after it (03:30 in Riga on 2021-03-28 runs at 04:30:01 EEST, after 04:30);
     * wildcard hour: by real time, as Vixie cron runs such jobs: a repeated
       wall time runs twice, a skipped one not at all.
     """
 
-    def __init__(self, *, skip_repeated: bool, zone: ZoneInfo, **fields: object) -> None:
-        super().__init__(timezone=UTC, **fields)  # type: ignore[arg-type]
-        self.skip_repeated = skip_repeated
+    def __init__(self, branches: list[CronTrigger], *, zone: ZoneInfo, once_per_wall_time: bool) -> None:
+        self.branches = branches
         self.zone = zone
+        self.once_per_wall_time = once_per_wall_time
+
+    def __repr__(self) -> str:
+        return f"<_WallClockCron {self.branches!r} in {self.zone.key}>"
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         start = now.astimezone(UTC)
@@ -168,21 +121,34 @@ class _DstSafeCron(CronTrigger):
             start = previous_fire_time.astimezone(UTC) + timedelta(microseconds=1)
         return self._first_at_or_after(start)
 
+    def _next_wall(self, wall: datetime) -> datetime | None:
+        """The first wall-clock time at or after ``wall`` (naive) that the crontab line matches."""
+        found = [
+            fire
+            for branch in self.branches
+            if (fire := branch.get_next_fire_time(None, wall.replace(tzinfo=UTC))) is not None
+        ]
+        return min(found).replace(tzinfo=None) if found else None
+
+    def _runs_at(self, instant: datetime) -> bool:
+        """Whether an existing wall time runs at ``instant`` (the first pass of a matching wall time)."""
+        wall = instant.astimezone(self.zone).replace(tzinfo=None)
+        return self._next_wall(wall) == wall and wall.replace(tzinfo=self.zone, fold=0).astimezone(
+            UTC
+        ) == instant.astimezone(UTC)
+
     def _instants(self, wall: datetime) -> list[datetime]:
         """The instants at which the matching wall-clock time ``wall`` (naive) fires."""
         first = wall.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
         exists = first.astimezone(self.zone).replace(tzinfo=None) == wall
-        if self.skip_repeated:
+        if self.once_per_wall_time:
+            while not exists and self._runs_at(first):
+                first += _SKIPPED_AFTER
             return [first]
         if not exists:
             return []
         second = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
         return [first] if second == first else [first, second]
-
-    def _next_wall(self, wall: datetime) -> datetime | None:
-        """The first wall-clock time at or after ``wall`` (naive) that the crontab fields match."""
-        found = super().get_next_fire_time(None, wall.replace(tzinfo=UTC))
-        return None if found is None else found.replace(tzinfo=None)
 
     def _first_at_or_after(self, start: datetime) -> datetime | None:
         offset = start.astimezone(self.zone).utcoffset() or timedelta(0)
@@ -190,36 +156,26 @@ class _DstSafeCron(CronTrigger):
         # (fixed hour); ahead of a fall-back, the second pass of earlier wall times lies after
         # it (wildcard hour). Start the search early enough to see both.
         back = offset - ((start - _MAX_SHIFT).astimezone(self.zone).utcoffset() or timedelta(0))
-        if not self.skip_repeated:
+        if not self.once_per_wall_time:
             back = max(back, offset - ((start + _MAX_SHIFT).astimezone(self.zone).utcoffset() or offset))
-        wall: datetime | None = (start + offset - max(back, timedelta(0))).replace(tzinfo=None)
+        wall: datetime | None = (start + offset - max(back, timedelta(0)) - _SKIPPED_AFTER).replace(
+            tzinfo=None
+        )
         best: datetime | None = None
         while wall is not None:
             wall = self._next_wall(wall)
             if wall is None:
                 break
-            instants = self._instants(wall)
-            # Both mappings grow with the wall time: once a wall's first instant is past
-            # the best candidate, no later wall can beat it.
-            bound = wall.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+            # No later wall time runs before this one's earliest reading: its fold=0 instant, or for
+            # a skipped one, its fold=1 reading (which lies before the jump).
+            bound = min(wall.replace(tzinfo=self.zone, fold=fold).astimezone(UTC) for fold in (0, 1))
             if best is not None and bound >= best:
                 break
-            for instant in instants:
+            for instant in self._instants(wall):
                 if instant >= start and (best is None or instant < best):
                     best = instant
             wall += timedelta(seconds=1)
         return best
-
-    def __getstate__(self) -> dict[str, object]:
-        state = super().__getstate__()
-        state["skip_repeated"] = self.skip_repeated
-        state["zone"] = self.zone.key
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.skip_repeated = bool(state.pop("skip_repeated", True))
-        self.zone = ZoneInfo(str(state.pop("zone", "UTC")))
-        super().__setstate__(state)
 
 
 @dataclass(frozen=True)
@@ -228,70 +184,90 @@ class CronSchedule:
 
     expression: str
     timezone: str = "UTC"
+    line: CronLine = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.expression, str):
+            raise InvalidSchedule(f"cron must be a string, got {self.expression!r}")
+        try:
+            line = parse_cron(self.expression)
+        except InvalidCron as exc:
+            raise InvalidSchedule(f"bad cron {self.expression!r}: {exc}") from None
         try:
             ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
             raise InvalidSchedule(f"unknown time zone {self.timezone!r}") from None
-        trigger = self.build_trigger()  # validates every field
-        if trigger.get_next_fire_time(None, GRID_EPOCH) is None:
+        if not line.days_can_match and not line.either_day:
             raise InvalidSchedule(f"cron {self.expression!r} never fires (no such date)")
+        object.__setattr__(self, "line", line)
 
     @property
     def fields(self) -> list[str]:
-        fields = self.expression.split()
-        if len(fields) != 5:
-            raise InvalidSchedule(
-                f"cron needs 5 fields (minute hour day-of-month month day-of-week), got {self.expression!r}"
-            )
-        return fields
+        return self.expression.split()
 
     @property
     def key(self) -> str:
         return f"cron:{' '.join(self.fields)}@{self.timezone}"
 
     def build_trigger(self) -> BaseTrigger:
-        minute, hour, day, month, weekday_field = self.fields
-        weekdays = _expand_weekdays(weekday_field)
-        weekday = "*" if len(weekdays) == 7 else ",".join(_WEEKDAY_NAMES[d] for d in weekdays)
-        # Vixie cron runs jobs with a wildcard hour by real time across DST;
-        # jobs with a fixed hour run once per wall-clock time.
-        skip_repeated = not hour.startswith("*")
-        tz = ZoneInfo(self.timezone)
+        line = self.line
 
-        def make(day_field: str, weekday_field_: str) -> CronTrigger:
-            try:
-                return _DstSafeCron(
-                    skip_repeated=skip_repeated,
-                    minute=_apscheduler_field(minute, 0, 59),
-                    hour=_apscheduler_field(hour, 0, 23),
-                    day=_apscheduler_field(day_field, 1, 31),
-                    month=_apscheduler_field(month.lower(), 1, 12),
-                    day_of_week=weekday_field_,
-                    zone=tz,
-                )
-            except ValueError as exc:
-                raise InvalidSchedule(f"invalid cron expression {self.expression!r}: {exc}") from None
+        def branch(days: frozenset[int] | None, weekdays: frozenset[int] | None) -> CronTrigger:
+            return CronTrigger(
+                minute=ranges(line.minutes),
+                hour=ranges(line.hours),
+                day="*" if days is None else ranges(days),
+                month=ranges(line.months),
+                day_of_week="*" if weekdays is None else ",".join(WEEKDAY_NAMES[d] for d in sorted(weekdays)),
+                timezone=UTC,
+            )
 
-        day_restricted = not day.startswith("*")
-        weekday_restricted = not weekday_field.startswith("*")
-        if day_restricted and weekday_restricted:
-            return OrTrigger([make(day, "*"), make("*", weekday)])
-        return make(day, weekday)
+        if not line.either_day:
+            branches = [branch(line.days, line.weekdays)]
+        else:
+            # Vixie cron: a day matching either field runs. A day-of-month that no month of the
+            # line has (31 in February) leaves only the weekday branch.
+            branches = [branch(None, line.weekdays)]
+            if line.days_can_match:
+                branches.append(branch(line.days, None))
+        return _WallClockCron(
+            branches, zone=ZoneInfo(self.timezone), once_per_wall_time=not line.wildcard_hour
+        )
 
     def describe(self) -> str:
-        minute, hour, day, month, weekday = self.fields
-        zone = "" if self.timezone == "UTC" else f" {self.timezone}"
-        if minute.isdigit() and hour.isdigit() and (day, month) == ("*", "*"):
-            at = f"{int(hour):02d}:{int(minute):02d}{zone or ' UTC'}"
-            if weekday == "*":
-                return f"daily at {at}"
-            days = ", ".join(_WEEKDAY_NAMES[d].capitalize() for d in _expand_weekdays(weekday))
-            return f"at {at} on {days}"
-        if minute.isdigit() and (hour, day, month, weekday) == ("*", "*", "*", "*"):
-            return f"hourly at minute {int(minute)}"
-        return f"cron '{' '.join(self.fields)}'{zone}"
+        """``daily at 03:00 Europe/Berlin`` for a daily line, else cron-descriptor's words and the zone."""
+        line = self.line
+        _, _, day, month, weekday = line.canonical()
+        if len(line.minutes) == len(line.hours) == 1 and (day, month, weekday) == ("*", "*", "*"):
+            return f"daily at {min(line.hours):02d}:{min(line.minutes):02d} {self.timezone}"
+        # cron-descriptor joins two restricted day fields with "or"; a line where one of them starts
+        # with "*" (every other day, and Fridays) needs both, which it cannot say.
+        if not line.either_day and day != "*" and weekday != "*":
+            return f"cron '{' '.join(self.fields)}' ({self.timezone})"
+        try:
+            words = ExpressionDescriptor(" ".join(line.canonical()), _descriptor_options()).get_description()
+        except Exception:  # cron-descriptor raises its own and plain errors alike on what it cannot read
+            return f"cron '{' '.join(self.fields)}' ({self.timezone})"
+        return f"{words[:1].lower()}{words[1:]} ({self.timezone})"
+
+
+def _descriptor_options() -> Options:
+    options = Options()
+    options.use_24hour_time_format = True
+    options.throw_exception_on_parse_error = True
+    options.verbose = False
+    return options
+
+
+def schedule_from_key(key: str) -> Schedule:
+    """The schedule a :attr:`Schedule.key` stands for (``interval:30``, ``cron:0 3 * * *@Europe/Berlin``)."""
+    kind, _, rest = key.partition(":")
+    if kind == "interval" and rest.isascii() and rest.isdigit():
+        return IntervalSchedule(int(rest))
+    if kind == "cron" and rest:
+        expression, at, timezone = rest.rpartition("@")
+        return CronSchedule(expression, timezone or "UTC") if at else CronSchedule(rest)
+    raise InvalidSchedule(f"not a schedule key: {key!r}")
 
 
 def parse_schedule(*, interval: object = None, cron: object = None, timezone: object = None) -> Schedule:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stayy.admin.schedule_words import cron_in_words, schedule_in_words
-from stayy.scheduling.triggers import parse_schedule
+from stayy.admin.schedule_words import schedule_in_words
+from stayy.scheduling.triggers import CronSchedule, parse_schedule
 
 
 @pytest.mark.parametrize(
@@ -64,4 +64,29 @@ def test_unreadable_schedules_fall_back_to_the_expression(key, words):
 
 def test_cron_without_a_zone_is_utc():
     assert schedule_in_words("cron:0 6 * * *") == "daily at 06:00 UTC"
-    assert cron_in_words("0 6 * * *") == "daily at 06:00 UTC"
+    assert CronSchedule("0 6 * * *").describe() == "daily at 06:00 UTC"
+
+
+def test_the_dashboard_says_what_the_catalog_says():
+    """One phrasing: the dashboard reads the catalog's key back into the schedule that said it."""
+    for schedule in (
+        parse_schedule(interval=90),
+        parse_schedule(cron="*/15 9-17 * * 1-5", timezone="America/New_York"),
+        parse_schedule(cron="0 0 1 Jan-Aug/2 *"),
+    ):
+        assert schedule_in_words(schedule.key) == schedule.describe()
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        # The words follow how Stayy reads the line, not how cron-descriptor would read its text.
+        ("0 0 1 Jan-Aug/2 *", "at 00:00, on day 1 of the month, every 2 months, January through July (UTC)"),
+        ("50/30 * * * *", "at 50 minutes past the hour (UTC)"),  # a step longer than its range
+        ("0 12 * * 5/1", "at 12:00, Friday through Sunday (UTC)"),  # 5/1 runs to 7, Sunday
+        ("0 0 1-31 * 5", "daily at 00:00 UTC"),  # either day field matching every day: every day
+        ("0 0 */2 * 5", "cron '0 0 */2 * 5' (UTC)"),  # both must match, which cron-descriptor cannot say
+    ],
+)
+def test_words_follow_how_the_line_is_read(expression, words):
+    assert CronSchedule(expression).describe() == words

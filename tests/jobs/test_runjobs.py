@@ -76,7 +76,7 @@ def test_list_shows_every_job_with_schedule_and_state(make_job, overrides):
     assert "daily at 03:17 UTC" in by_name[PURGE]
     assert "every 90 seconds" in by_name["tests.listed_job"]
     assert by_name["tests.listed_job"].split()[-2:] == ["active", "failed"]
-    assert "at 03:00 UTC on Mon, Tue, Wed, Thu, Fri" in by_name["tests.paused_job"]
+    assert "at 03:00, Monday through Friday (UTC)" in by_name["tests.paused_job"]
     assert by_name["tests.paused_job"].split()[-2:] == ["paused", "-"]
     assert by_name["tests.off_job"].split()[-2:] == ["disabled", "-"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from hypothesis import given, settings, strategies as st
 
+from stayy.scheduling.timer import MAX_WAIT
 from stayy.scheduling.triggers import (
     GRID_EPOCH,
     CronSchedule,
@@ -134,10 +136,10 @@ def test_interval_describe(seconds, words):
     [
         (CronSchedule("30 2 * * *"), "daily at 02:30 UTC"),
         (CronSchedule("30 2 * * *", "Europe/Berlin"), "daily at 02:30 Europe/Berlin"),
-        (CronSchedule("0 3 * * 0"), "at 03:00 UTC on Sun"),
-        (CronSchedule("0 3 * * 1-5"), "at 03:00 UTC on Mon, Tue, Wed, Thu, Fri"),
-        (CronSchedule("5 * * * *"), "hourly at minute 5"),
-        (CronSchedule("*/5 * * * *"), "cron '*/5 * * * *'"),
+        (CronSchedule("0 3 * * 0"), "at 03:00, only on Sunday (UTC)"),
+        (CronSchedule("0 3 * * 1-5"), "at 03:00, Monday through Friday (UTC)"),
+        (CronSchedule("5 * * * *"), "at 5 minutes past the hour (UTC)"),
+        (CronSchedule("*/5 * * * *"), "every 5 minutes (UTC)"),
     ],
 )
 def test_cron_describe(schedule, words):
@@ -181,6 +183,8 @@ def test_every_minute_on_weekdays_skips_the_weekend():
         ("0 3 * * 1-5/2", {"Mon", "Wed", "Fri"}),
         ("0 3 * * sat,sun", {"Sat", "Sun"}),
         ("0 3 * * 1-7", {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}),
+        ("0 3 * * 1/2", {"Mon", "Wed", "Fri", "Sun"}),  # N/STEP runs to the end of the field, 7
+        ("0 3 * * MON-fri/2", {"Mon", "Wed", "Fri"}),
     ],
 )
 def test_weekday_ranges_lists_and_steps(expression, days):
@@ -193,6 +197,23 @@ def test_day_of_month_and_day_of_week_both_restricted_fire_when_either_matches()
     assert [t.day for t in either] == [1, 8, 13, 15, 22, 29]
     assert [t.day for t in cron_days("0 0 13 * *", after=august, days=31)] == [13]
     assert [t.day for t in cron_days("0 0 * * 5", after=august, days=31)] == [1, 8, 15, 22, 29]
+
+
+def test_a_day_of_month_no_month_has_leaves_the_weekday_and_costs_nothing():
+    # Vixie cron: "31 2" never matches, so "0 0 31 2 0" fires on February's Sundays. Ten years of
+    # them are computed within one wake of the timer (searching for a 31 February took that per fire).
+    started = time.monotonic()
+    times = fire_times(
+        CronSchedule("0 0 31 2 0"),
+        after=datetime(2025, 1, 1, tzinfo=UTC),
+        until=datetime(2035, 1, 1, tzinfo=UTC),
+        limit=1000,
+    )
+    elapsed = time.monotonic() - started
+    days = (datetime(2025, 1, 1) + timedelta(days=n) for n in range(3652))
+    assert [t.date() for t in times] == [d.date() for d in days if d.month == 2 and d.strftime("%a") == "Sun"]
+    assert len(times) == 41
+    assert elapsed < MAX_WAIT, f"{elapsed:.2f} s for ten years of fire times"
 
 
 def test_a_day_of_month_starting_with_star_restricts_together_with_the_weekday():
@@ -219,6 +240,24 @@ def test_a_day_of_month_starting_with_star_restricts_together_with_the_weekday()
         ("* * * * *", "../../etc/passwd", "unknown time zone"),
         ("0 0 30 2 *", "UTC", "never fires"),
         ("0 0 31 4,6,9,11 *", "UTC", "never fires"),
+        # Month names keep what follows them; APScheduler read only the name.
+        ("0 0 1 JAN-61 *", "UTC", "bad month '61'"),
+        ("0 0 1 JAN-2/ *", "UTC", "bad step ''"),
+        ("0 0 1 jan/x *", "UTC", "bad step 'x'"),
+        ("0 0 lastfoo * *", "UTC", "bad day of month 'lastfoo'"),
+        ("0 0 last * *", "UTC", "bad day of month 'last'"),  # not standard crontab
+        # A step needs a number after its slash.
+        ("0 0 * * 2/", "UTC", "bad step ''"),
+        ("0 0 * * MON-2/", "UTC", "bad step ''"),
+        ("*/ * * * *", "UTC", "bad step ''"),
+        # Numbers are ASCII digits: a superscript one or an Arabic-Indic three is no number.
+        ("¹ * * * *", "UTC", "bad minute '¹'"),
+        ("0 0 * * ¹", "UTC", "bad day of week '¹'"),
+        ("0 0 * * 1-¹", "UTC", "bad day of week '¹'"),
+        ("0 0 * * */¹", "UTC", "bad step '¹'"),
+        ("٣ * * * *", "UTC", "bad minute '٣'"),
+        ("0 0 * * ٣", "UTC", "bad day of week '٣'"),
+        ("0 ٣ * * *", "UTC", "bad hour '٣'"),
     ],
 )
 def test_invalid_cron_raises_with_a_useful_message(expression, timezone, expected):
@@ -254,6 +293,25 @@ def test_steps_longer_than_their_range_mean_the_first_value_as_in_crontab(expres
     times = fire_times(CronSchedule(expression), after=SUNDAY, until=SUNDAY + timedelta(hours=3), limit=100)
     assert len(times) == 3
     assert {t.minute for t in times} == minutes
+
+
+@pytest.mark.parametrize(
+    ("expression", "months"),
+    [
+        ("0 0 1 Jan-Aug/2 *", [1, 3, 5, 7]),
+        ("0 0 1 1-8/2 *", [1, 3, 5, 7]),
+        ("0 0 1 jan,MAR-apr *", [1, 3, 4]),
+        ("0 0 1 nov/1 *", [11, 12]),
+    ],
+)
+def test_month_names_keep_their_ranges_and_steps(expression, months):
+    times = fire_times(
+        CronSchedule(expression),
+        after=datetime(2025, 1, 1, tzinfo=UTC) - timedelta(microseconds=1),
+        until=datetime(2025, 12, 31, tzinfo=UTC),
+        limit=100,
+    )
+    assert [t.month for t in times] == months
 
 
 # --- DST -----------------------------------------------------------------------
@@ -304,6 +362,26 @@ def test_every_wall_time_a_spring_forward_skips_runs_once_after_the_jump():
     assert fixed_hours[120:] == [f"03:{m:02d} EDT" for m in range(60)]
 
 
+def test_a_skipped_wall_time_whose_instant_is_the_next_hours_run_still_runs_once():
+    # Riga, 28 March 2021: 03:00 EET becomes 04:00 EEST. 03:30 lay 30 minutes after the jump's start,
+    # so it runs at 04:30 EEST, where 04:30 runs too: it runs one second after it instead of not at all.
+    riga = ZoneInfo("Europe/Riga")
+    after, until = datetime(2021, 3, 28, tzinfo=riga), datetime(2021, 3, 29, tzinfo=riga)
+    times = fire_times(CronSchedule("30 1,2,3,4,5 * * *", "Europe/Riga"), after=after, until=until, limit=100)
+    assert [t.astimezone(riga).isoformat() for t in times] == [
+        "2021-03-28T01:30:00+02:00",
+        "2021-03-28T02:30:00+02:00",
+        "2021-03-28T04:30:00+03:00",  # 04:30
+        "2021-03-28T04:30:01+03:00",  # 03:30, which the jump skipped
+        "2021-03-28T05:30:00+03:00",
+    ]
+    assert len(local_times("0 1-5 * * *", "Europe/Riga", (2021, 3, 28))) == 5
+    every_minute = fire_times(
+        CronSchedule("* 1-6 * * *", "Europe/Riga"), after=after, until=until, limit=1000
+    )
+    assert len(every_minute) == len(set(every_minute)) == 6 * 60
+
+
 def test_a_half_hour_shift_skips_wildcard_hour_ticks_by_real_time():
     # Lord Howe Island, 5 October 2025: 02:00 becomes 02:30 (a 30-minute DST shift).
     times = local_times("*/20 * * * *", "Australia/Lord_Howe", (2025, 10, 5))
@@ -317,7 +395,13 @@ def test_a_half_hour_shift_skips_wildcard_hour_ticks_by_real_time():
     ]
 
 
-DRIVEN = [("0 * * * *", None), ("30 2 * * *", 1), ("*/20 * * * *", None), ("30 2 * * 0", 1)]
+DRIVEN = [
+    ("0 * * * *", None),
+    ("30 2 * * *", 1),
+    ("*/20 * * * *", None),
+    ("30 2 * * 0", 1),
+    ("30 2,3 * * *", 2),
+]
 DST_DAYS = [(2025, 10, 26), (2025, 3, 30)]
 
 
@@ -385,7 +469,8 @@ def test_next_fire_time_when_the_scheduler_wakes_exactly_on_the_fire_time():
 # An independent oracle: expand each crontab field into its set of values, walk every
 # wall-clock minute of the window and turn the matching ones into instants the way the
 # docs/jobs.md promises (fixed-hour jobs once per wall time, wildcard-hour jobs by real time;
-# a wall time a spring-forward skips runs at the same offset after the jump).
+# a wall time a spring-forward skips runs at the same offset after the jump, or a second
+# after that if an existing wall time runs there).
 
 ZONES = [
     "UTC",
@@ -417,11 +502,13 @@ def cron_field(draw: st.DrawFn, field: str) -> str:
     low, high = FIELD_RANGES[field]
     items: list[str] = []
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["star", "step", "value", "range", "range-step"]))
+        kind = draw(st.sampled_from(["star", "step", "value", "value-step", "range", "range-step"]))
         if kind == "star":
             items.append("*")
         elif kind == "step":
             items.append(f"*/{draw(st.integers(1, high - low + 1))}")
+        elif kind == "value-step":
+            items.append(f"{draw(st.integers(low, high))}/{draw(st.integers(1, high - low + 1))}")
         elif kind == "value":
             items.append(str(draw(st.integers(low, high))))
         else:
@@ -458,21 +545,34 @@ def oracle(expression: str, zone: str, after: datetime, until: datetime) -> list
     either = not day_f.startswith("*") and not weekday_f.startswith("*")
     by_real_time = hour_f.startswith("*")
     tz = ZoneInfo(zone)
+
+    def matches(wall: datetime) -> bool:
+        day_ok, weekday_ok = wall.day in days, (wall.weekday() + 1) % 7 in weekdays_
+        return (
+            wall.second == 0
+            and wall.minute in minutes
+            and wall.hour in hours
+            and wall.month in months
+            and ((day_ok or weekday_ok) if either else (day_ok and weekday_ok))
+        )
+
+    def existing_run_at(instant: datetime) -> bool:
+        wall = instant.astimezone(tz).replace(tzinfo=None)
+        return matches(wall) and wall.replace(tzinfo=tz, fold=0).astimezone(UTC) == instant
+
     wall = (after.astimezone(tz) - timedelta(hours=3)).replace(tzinfo=None, second=0, microsecond=0)
     wall_end = (until.astimezone(tz) + timedelta(hours=3)).replace(tzinfo=None)
     found: set[datetime] = set()
     while wall <= wall_end:
-        day_ok, weekday_ok = wall.day in days, (wall.weekday() + 1) % 7 in weekdays_
-        if (
-            wall.minute in minutes
-            and wall.hour in hours
-            and wall.month in months
-            and ((day_ok or weekday_ok) if either else (day_ok and weekday_ok))
-        ):
+        if matches(wall):
             first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
             exists = first.astimezone(tz).replace(tzinfo=None) == wall
             if not by_real_time:
-                instants = {first}  # one run per wall time; a skipped one read with fold=0
+                # One run per wall time; a skipped one read with fold=0, a second later while
+                # an existing wall time runs there.
+                while not exists and existing_run_at(first):
+                    first += timedelta(seconds=1)
+                instants = {first}
             elif exists:
                 instants = {first, wall.replace(tzinfo=tz, fold=1).astimezone(UTC)}
             else:
@@ -554,12 +654,43 @@ def test_daily_runs_once_and_hourly_once_per_real_hour_on_dst_days(zone, day, re
     assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(hourly))
 
 
+SPRING_AND_FALL = [
+    ("Europe/Riga", (2021, 3, 28)),
+    ("Europe/Riga", (2021, 10, 31)),
+    ("America/New_York", (2025, 3, 9)),
+    ("Australia/Lord_Howe", (2025, 10, 5)),  # 30-minute shifts
+    ("Australia/Lord_Howe", (2025, 4, 6)),
+]
+
+
+@pytest.mark.parametrize(("zone", "day"), SPRING_AND_FALL)
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(
+    minutes=st.sets(st.integers(0, 59), min_size=1, max_size=6),
+    hours=st.sets(st.integers(0, 5), min_size=1, max_size=4),
+)
+def test_a_fixed_hour_line_runs_once_per_matching_wall_time_on_dst_days(zone, day, minutes, hours):
+    # Hours 0-5 hold every shift of these zones, and the hour after each gap, where a skipped
+    # wall time's instant may already be a run.
+    expression = f"{','.join(map(str, sorted(minutes)))} {','.join(map(str, sorted(hours)))} * * *"
+    tz = ZoneInfo(zone)
+    start = datetime(*day, tzinfo=tz).astimezone(UTC) - timedelta(microseconds=1)
+    end = (datetime(*day, tzinfo=tz) + timedelta(days=1)).astimezone(UTC) - timedelta(microseconds=1)
+    times = fire_times(CronSchedule(expression, zone), after=start, until=end, limit=1000)
+    assert len(times) == len(set(times)) == len(minutes) * len(hours), expression
+
+
+# Crontab pieces, valid and not, including non-ASCII digits and steps with nothing after the slash.
+CRON_TOKENS = ["*", "*/0", "1-", "-1", "5", "60", "7", "8", "sun", "x", ",", "/", "1-3/2", "1/3", "2/"]
+CRON_TOKENS += ["¹", "٣", "jan-aug/2", "mon-2/", "last"]
+
+
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(
     st.one_of(
         st.text(max_size=40),
         st.lists(
-            st.sampled_from(["*", "*/0", "1-", "-1", "5", "60", "7", "8", "sun", "x", ",", "/", "1-3/2"]),
+            st.sampled_from(CRON_TOKENS),
             max_size=7,
         ).map(" ".join),
     ),
