@@ -3,7 +3,9 @@
 * ``/healthz`` — the process answers; touches nothing else, so a database
   outage does not make the orchestrator restart healthy workers.
 * ``/readyz`` — the database and Redis are reachable: 200 or 503, always JSON,
-  never a 500; also tells this process's job server state.
+  never a 500; names a failed check ``"down"`` without its error (which can
+  name hosts and users: it goes to the log, once per change); also tells this
+  process's job server state.
 * ``/metrics`` — Prometheus text format, behind ``Authorization: Bearer
   <METRICS_TOKEN>``; 404 while ``METRICS_TOKEN`` is unset, 401 on a missing or
   wrong token.
@@ -67,7 +69,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
         checks, job_server = {"readyz": probes.describe_down(exc)}, "unknown"
     ready = all(value in (probes.OK, probes.NOT_CONFIGURED) for value in checks.values())
     _log_change(None if ready else checks)
-    body = {"status": "ready" if ready else "unavailable", "checks": checks, "job_server": job_server}
+    public = {
+        name: value if value in (probes.OK, probes.NOT_CONFIGURED) else "down"
+        for name, value in checks.items()
+    }
+    body = {"status": "ready" if ready else "unavailable", "checks": public, "job_server": job_server}
     return JsonResponse(body, status=200 if ready else 503)
 
 
