@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
 
+handler400 = "config.errors.bad_request"
 handler500 = "config.errors.server_error"
