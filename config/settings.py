@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "stayy",
     "users",
+    # The demo third-party user service (manage.py demo_upstream); no models, no URLs.
+    "upstream_demo",
 ]
 
 MIDDLEWARE = [

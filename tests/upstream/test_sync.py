@@ -10,9 +10,9 @@ import pytest
 from django.db import IntegrityError, connection
 
 from tests.upstream.conftest import DEMO_LIVE_USERS, DEMO_USERS, HTTP
-from users import services
 from users.models import SyncCursor, User
 from users.repository import sync_state, upstream
+from users.services import sync as sync_service
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db]
 
@@ -23,11 +23,11 @@ TOMBSTONES_PER_PAGE = PAGE_SIZE // 50
 def sync(**options) -> dict[str, int]:
     options.setdefault("should_stop", lambda: False)
     options.setdefault("page_size", PAGE_SIZE)
-    return services.user_sync_from_upstream(**options)
+    return sync_service.user_sync_from_upstream(**options)
 
 
 def counts(**nonzero: int) -> dict[str, int]:
-    return {key: nonzero.get(key, 0) for key in services.SYNC_COUNTERS}
+    return {key: nonzero.get(key, 0) for key in sync_service.SYNC_COUNTERS}
 
 
 def mirror_stamps() -> dict[str, tuple[datetime, datetime | None]]:
@@ -63,7 +63,7 @@ def test_the_first_sync_mirrors_every_live_user(upstream_url):
     assert first.synced_at is not None
     assert not User.objects.filter(external_id="u000050").exists()
     end = HTTP.get(f"{upstream_url}/v1/users/changes", params={"limit": 1000}).json()["next_cursor"]
-    assert sync_state.get_cursor(services.SYNC_CURSOR_NAME) == end
+    assert sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME) == end
 
 
 def test_a_second_sync_fetches_nothing_and_writes_nothing(upstream_url):
@@ -77,7 +77,7 @@ def test_a_second_sync_fetches_nothing_and_writes_nothing(upstream_url):
 def test_a_full_resync_does_not_write_unchanged_users(upstream_url):
     sync()
     before = mirror_stamps()
-    sync_state.save_cursor(services.SYNC_CURSOR_NAME, "")
+    sync_state.save_cursor(sync_service.SYNC_CURSOR_NAME, "")
 
     assert sync() == counts(pages=5, unchanged=DEMO_USERS)
     assert mirror_stamps() == before
@@ -181,7 +181,7 @@ def test_stopping_between_pages_keeps_the_committed_pages_and_the_next_run_conti
     committed = 2 * (PAGE_SIZE - TOMBSTONES_PER_PAGE)
     assert first == counts(pages=2, created=committed, unchanged=2 * TOMBSTONES_PER_PAGE)
     assert User.objects.filter(source=User.Source.THIRD_PARTY).count() == committed
-    stored = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    stored = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     assert upstream.fetch_changes(cursor=stored, limit=1).users[0].id == f"u{2 * PAGE_SIZE + 1:06d}"
 
     second = sync()
@@ -210,16 +210,16 @@ def test_a_failing_page_rolls_back_together_with_its_cursor(upstream_url):
         sync()
 
     assert User.objects.filter(source=User.Source.THIRD_PARTY).count() == PAGE_SIZE - TOMBSTONES_PER_PAGE
-    stored = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    stored = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     assert upstream.fetch_changes(cursor=stored, limit=1).users[0].id == f"u{PAGE_SIZE + 1:06d}"
 
 
 def test_a_page_is_not_applied_when_another_sync_moved_the_cursor(upstream_url, monkeypatch):
     original = upstream.fetch_changes
 
-    def fetch_while_another_sync_commits(*, cursor, limit, should_stop):
-        page = original(cursor=cursor, limit=limit, should_stop=should_stop)
-        sync_state.save_cursor(services.SYNC_CURSOR_NAME, page.next_cursor)
+    def fetch_while_another_sync_commits(**options):
+        page = original(**options)
+        sync_state.save_cursor(sync_service.SYNC_CURSOR_NAME, page.next_cursor)
         return page
 
     monkeypatch.setattr(upstream, "fetch_changes", fetch_while_another_sync_commits)
@@ -254,12 +254,12 @@ def test_an_oversized_display_name_is_rejected_and_logged_with_the_upstream_id(u
 def test_replaying_pages_from_an_older_cursor_writes_nothing(upstream_url, touch):
     progress: list[dict[str, int]] = []
     sync(should_stop=lambda: len(progress) >= 2, on_progress=progress.append)
-    older = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    older = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     sync()
     touch(ids=["u000401"])
     sync()
     before = mirror_stamps()
-    sync_state.save_cursor(services.SYNC_CURSOR_NAME, older)
+    sync_state.save_cursor(sync_service.SYNC_CURSOR_NAME, older)
 
     # Pages 3 to 5 again (the touched user now at their end), all as they are here already.
     assert sync() == counts(pages=3, unchanged=3 * PAGE_SIZE)

@@ -14,9 +14,9 @@ import json
 import pytest
 from django.db import connection, transaction
 
-from users import services
 from users.models import User
 from users.repository import sync_db
+from users.services import sync as sync_service
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -38,7 +38,7 @@ def count_heap_fetches() -> int:
 
 
 def sync() -> dict[str, int]:
-    return services.user_sync_from_upstream(should_stop=lambda: False)
+    return sync_service.user_sync_from_upstream(should_stop=lambda: False)
 
 
 def synced_and_vacuumed() -> None:
@@ -69,7 +69,7 @@ def test_only_a_sync_that_updated_vacuums(upstream_url, touch, caplog):
     caplog.set_level("INFO", logger="users.sync")
     # New mirrors start autovacuum by their own count; deactivations' dead rows count.
     assert sync()["created"] > 0
-    assert sync() == dict.fromkeys(services.SYNC_COUNTERS, 0) | {"pages": 1}
+    assert sync() == dict.fromkeys(sync_service.SYNC_COUNTERS, 0) | {"pages": 1}
     touch(share=0.05, seed=2, deleted=True)
     assert sync()["deactivated"] > 0
     assert "vacuumed" not in caplog.text
@@ -85,7 +85,7 @@ def test_a_stopping_sync_leaves_the_vacuum_to_the_next_run(upstream_url, touch, 
     touch(share=0.5, seed=7)
     pages: list[int] = []
 
-    result = services.user_sync_from_upstream(
+    result = sync_service.user_sync_from_upstream(
         should_stop=lambda: bool(pages),
         on_progress=lambda counts: pages.append(counts["pages"]),
         page_size=100,

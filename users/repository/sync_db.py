@@ -1,6 +1,8 @@
 """Database reads and writes of the upstream sync, batched per page of the change feed.
 
-Every write here is limited to ``source = third_party`` rows, so even a wrong
+:func:`page_write` runs one page in one transaction: the feed's cursor locked
+and checked, the page's state read, the caller's decisions written, the cursor
+moved on. Every write here is limited to ``source = third_party`` rows, so even a wrong
 decision upstream of this module cannot change a local account.
 
 A page costs a fixed number of statements, whatever its size: one lookup
@@ -8,26 +10,26 @@ A page costs a fixed number of statements, whatever its size: one lookup
 the email changes one by one (they must keep the feed's order for the unique
 email), one ``UPDATE`` for every other change, and one ``COPY`` of the new
 mirrors on PostgreSQL (``bulk_create`` elsewhere). Keys and changed rows
-travel as one JSON parameter, new rows as ``COPY`` text built here.
+travel as one JSON parameter, new rows as ``COPY`` text
+(:mod:`users.repository.sync_copy`).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Field
 from django.db.models.functions import Lower
 
-from stayy.runtime import activity
 from users.models import User
+from users.pacing import GiveWay, giving_way, never
+from users.repository import sync_state
+from users.repository.sync_copy import NewMirror, mirrors_create
 
 # The settings of a page's transaction (SET LOCAL: they end with it),
 # sent with the page's lookup (:func:`page_state`), which comes first in it.
@@ -76,14 +78,6 @@ _MIRROR_FIELDS = ("id", "external_id", "source", "email", "display_name", "is_ac
 
 
 @dataclass(frozen=True)
-class NewMirror:
-    external_id: str
-    username: str
-    email: str
-    display_name: str
-
-
-@dataclass(frozen=True)
 class MirrorChange:
     """New values for a mirror's synced fields; ``None`` leaves a field as it is."""
 
@@ -99,6 +93,8 @@ class PageWrites:
 
     changes: list[MirrorChange] = field(default_factory=list)
     creates: list[NewMirror] = field(default_factory=list)
+    #: Commit this page synchronously (:func:`page_commit_durably`).
+    durable: bool = False
 
 
 @dataclass
@@ -110,8 +106,50 @@ class PageState:
     usernames_taken: set[str]
 
 
+class CursorMoved(Exception):
+    """The feed's stored cursor is no longer the one the page was fetched from (another sync moved it)."""
+
+
+def page_write(
+    *,
+    feed: str,
+    cursor: str,
+    next_cursor: str,
+    external_ids: Collection[str],
+    emails: Collection[str],
+    usernames: Collection[str],
+    decide: Callable[[PageState], PageWrites],
+    synced_at: datetime,
+    give_way: GiveWay = never,
+) -> PageWrites:
+    """Apply one page of the feed ``feed`` in one transaction; returns what ``decide`` wrote.
+
+    The feed's cursor row is locked first (concurrent syncs queue up there) and
+    must still be ``cursor``, the position the page was fetched from, else
+    :class:`CursorMoved` is raised and nothing is written. Then the page's
+    state is read (:func:`page_state`), ``decide(state)`` turns it into writes,
+    they are run (:func:`page_apply`) and the cursor is moved to
+    ``next_cursor``: the page and its position commit together.
+    """
+    with transaction.atomic():
+        if sync_state.lock_cursor(feed) != cursor:
+            raise CursorMoved(f"the cursor of {feed!r} was moved by another sync")
+        state = page_state(external_ids=external_ids, emails=emails, usernames=usernames, give_way=give_way)
+        writes = decide(state)
+        page_apply(writes, synced_at=synced_at, give_way=give_way)
+        if next_cursor != cursor:
+            sync_state.advance_cursor(feed, next_cursor)
+        if writes.durable:
+            page_commit_durably()
+    return writes
+
+
 def page_state(
-    *, external_ids: Collection[str], emails: Collection[str], usernames: Collection[str]
+    *,
+    external_ids: Collection[str],
+    emails: Collection[str],
+    usernames: Collection[str],
+    give_way: GiveWay = never,
 ) -> PageState:
     """The state a page's decisions need, in one round trip on PostgreSQL.
 
@@ -129,7 +167,7 @@ def page_state(
         rows: Any = _page_rows_postgresql(list(external_ids), list(emails), list(usernames))
     else:
         rows = _page_rows_orm(external_ids, emails, usernames)
-    for kind, pk, key, source, email, display_name, is_active in activity.giving_way(rows):
+    for kind, pk, key, source, email, display_name, is_active in giving_way(rows, give_way):
         if kind == "m":
             state.mirrors[key] = Mirror(pk, key, source, email, display_name, is_active)
         elif kind == "e":
@@ -200,7 +238,7 @@ def mirrors_vacuum() -> bool:
 
     A vacuum marks a page all-visible only once the commits of its rows are
     on disk, and the pages' transactions commit asynchronously (``STEER_PAGE``):
-    a run's last page commits synchronously (:func:`page_commit_durably`),
+    a run's last page commits synchronously (``PageWrites.durable``),
     which flushes the log of every page before it too. After a run that
     stopped early the last pages may stay unmarked until the next run's
     vacuum (a vacuum right after asynchronous commits marked no page, measured).
@@ -227,7 +265,7 @@ def page_commit_durably() -> None:
             cursor.execute("SET LOCAL synchronous_commit = on")
 
 
-def page_apply(writes: PageWrites, *, synced_at: datetime) -> None:
+def page_apply(writes: PageWrites, *, synced_at: datetime, give_way: GiveWay = never) -> None:
     """Run a page's writes inside the caller's transaction, after :func:`page_state` in it.
 
     Email changes go first and one by one in the feed's order: one may free
@@ -240,7 +278,7 @@ def page_apply(writes: PageWrites, *, synced_at: datetime) -> None:
     for change in in_order:
         _mirrors_change([change], synced_at=synced_at)
     _mirrors_change(batch, synced_at=synced_at)
-    _mirrors_create(writes.creates, synced_at=synced_at)
+    mirrors_create(writes.creates, synced_at=synced_at, give_way=give_way)
 
 
 def _mirrors_change(changes: list[MirrorChange], *, synced_at: datetime) -> None:
@@ -284,119 +322,3 @@ def _column(name: str) -> str:
     """The quoted column of a ``User`` field, for the hand-written statements of PostgreSQL."""
     column = cast("Field[Any, Any]", User._meta.get_field(name)).column
     return f'"{column}"'
-
-
-def unusable_passwords(count: int) -> list[str]:
-    """What ``set_unusable_password()`` stores, ``count`` times, from one ``urandom`` call.
-
-    Django draws each of the 40 random characters with its own ``choice()``:
-    over a quarter of a first sync's time went there (profiled). Only the ``!`` prefix
-    matters to Django; the random rest keeps every row different.
-    """
-    random = secrets.token_urlsafe(30 * count)
-    return [UNUSABLE_PASSWORD_PREFIX + random[40 * index : 40 * index + 40] for index in range(count)]
-
-
-def _mirrors_create(mirrors: list[NewMirror], *, synced_at: datetime) -> None:
-    """Insert new mirrors: active, without a usable password, every other field at its model default."""
-    if not mirrors:
-        return
-    if connection.vendor != "postgresql":
-        passwords = unusable_passwords(len(mirrors))
-        User.objects.bulk_create(
-            [
-                _new_user(mirror, synced_at, password)
-                for mirror, password in zip(mirrors, passwords, strict=True)
-            ]
-        )
-        return
-    # COPY, not INSERT: no statement of 500 x 17 placeholders to build, send and parse.
-    # The rows are written as COPY text by hand, from one %-format line with the
-    # constant fields filled in once: psycopg's write_row() cost 21 us a row in
-    # this process (profiled), a fifth of a first sync's CPU here, and escaping
-    # each value with str.translate() 9 us more.
-    fields = [f for f in User._meta.concrete_fields if not f.primary_key]
-    template = {f.attname: f.get_default() for f in fields}
-    template.update(
-        source=User.Source.THIRD_PARTY.value,
-        is_active=True,
-        synced_at=synced_at,
-        created_at=synced_at,
-        updated_at=synced_at,
-        date_joined=synced_at,
-    )
-    line = "\t".join(
-        f"%({f.attname})s" if f.attname in _PER_ROW else _copy_text(template[f.attname]).replace("%", "%%")
-        for f in fields
-    )
-    escape = _needs_escaping(mirrors)
-    passwords = unusable_passwords(len(mirrors))
-    columns = ", ".join(f'"{f.column}"' for f in fields)
-    with connection.cursor() as cursor:
-        raw: Any = cursor.cursor  # psycopg's cursor, under Django's wrapper
-        with raw.copy(f'COPY "{User._meta.db_table}" ({columns}) FROM STDIN') as copy:
-            # Sent in chunks: PostgreSQL inserts a chunk (into the table and its indexes)
-            # while the next one is built here.
-            for start in range(0, len(mirrors), COPY_CHUNK_ROWS):
-                lines = []
-                for mirror, password in zip(
-                    mirrors[start : start + COPY_CHUNK_ROWS],
-                    passwords[start : start + COPY_CHUNK_ROWS],
-                    strict=True,
-                ):
-                    row = {**vars(mirror), "password": password}  # base64: never escaped
-                    if escape:
-                        row.update((name, row[name].translate(_COPY_ESCAPES)) for name in _PER_ROW[:-1])
-                    lines.append(line % row)
-                copy.write("\n".join(lines) + "\n")
-                activity.give_way()
-
-
-#: Rows of new mirrors per ``COPY`` write.
-COPY_CHUNK_ROWS = 100
-
-
-#: The columns of a new mirror's COPY row that differ per row (the fields of NewMirror, then the password).
-_PER_ROW = ("username", "email", "display_name", "external_id", "password")
-
-
-def _needs_escaping(mirrors: list[NewMirror]) -> bool:
-    """Whether any value of the page holds a character COPY's text format escapes (rarely: the
-    whole page is checked at once, then each value is escaped only if so)."""
-    text = "".join(
-        itertools.chain.from_iterable(
-            (mirror.username, mirror.email, mirror.display_name, mirror.external_id) for mirror in mirrors
-        )
-    )
-    return "\\" in text or not text.isprintable()
-
-
-# COPY's text format escapes these four characters; \N is NULL.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: object) -> str:
-    """A value of a new mirror's row in COPY's text format (the types the user fields' defaults have)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.isoformat()
-    raise TypeError(f"no COPY text form for {value!r} (a new field's default?)")
-
-
-def _new_user(mirror: NewMirror, synced_at: datetime, password: str) -> User:
-    return User(
-        username=mirror.username,
-        email=mirror.email,
-        display_name=mirror.display_name,
-        external_id=mirror.external_id,
-        source=User.Source.THIRD_PARTY,
-        synced_at=synced_at,
-        password=password,
-    )

@@ -29,7 +29,7 @@ import httpx
 import tenacity
 from django.conf import settings
 
-from stayy.runtime import activity
+from users.pacing import GiveWay, giving_way, never
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +109,16 @@ def get_client() -> httpx.Client:
         return _client
 
 
-def fetch_changes(*, cursor: str, limit: int, should_stop: Callable[[], bool] = lambda: False) -> ChangesPage:
+def fetch_changes(
+    *,
+    cursor: str,
+    limit: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    give_way: GiveWay = never,
+) -> ChangesPage:
     """One page of the change feed after ``cursor`` ("" = from the beginning).
+
+    Parsing the records calls ``give_way()`` between small batches of them.
 
     Raises :class:`UpstreamError` (naming the URL and, if there was one, the
     HTTP status) when the page cannot be had, and :class:`UpstreamStopped`
@@ -123,7 +131,7 @@ def fetch_changes(*, cursor: str, limit: int, should_stop: Callable[[], bool] = 
     request = client.build_request("GET", CHANGES_PATH, params=params)
     response = _send_with_retries(client, request, should_stop=should_stop)
     try:
-        return _parse_page(response.json())
+        return _parse_page(response.json(), give_way)
     except (ValueError, TypeError, KeyError) as exc:
         raise UpstreamError(
             f"GET {request.url} returned a malformed page: {exc}",
@@ -241,7 +249,7 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     )
 
 
-def _parse_page(data: Any) -> ChangesPage:
+def _parse_page(data: Any, give_way: GiveWay) -> ChangesPage:
     if not isinstance(data, dict):
         raise TypeError("the body is not a JSON object")
     users, next_cursor, has_more = data["users"], data["next_cursor"], data["has_more"]
@@ -252,7 +260,7 @@ def _parse_page(data: Any) -> ChangesPage:
     if not isinstance(has_more, bool):
         raise TypeError("has_more is not a boolean")
     return ChangesPage(
-        users=[_parse_user(item, position) for position, item in enumerate(activity.giving_way(users))],
+        users=[_parse_user(item, position) for position, item in enumerate(giving_way(users, give_way))],
         next_cursor=next_cursor,
         has_more=has_more,
     )

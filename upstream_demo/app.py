@@ -8,7 +8,7 @@ Endpoints:
   optionally ``"deleted": true|false`` and, with ids, ``"email": "..."`` and
   ``"display_name": "..."``).
 * ``POST /v1/_admin/faults``: set the faults the feed injects (see
-  :mod:`users.upstream_demo.faults`); ``GET`` shows them and what was served.
+  :mod:`upstream_demo.faults`); ``GET`` shows them and what was served.
 * ``POST /v1/_admin/reset``: back to the generated data set (optionally
   ``{"users": N}`` for another size) and no faults.
 
@@ -27,8 +27,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from users.upstream_demo.dataset import MAX_USERS, Dataset, FeedKey, UnknownUsers
-from users.upstream_demo.faults import Fault, Faults, InvalidFaults, parse_plan
+from upstream_demo.dataset import MAX_USERS, Dataset, FeedKey, UnknownUsers
+from upstream_demo.faults import Fault, Faults, InvalidFaults, parse_plan
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
