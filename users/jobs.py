@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 
 from stayy.runtime import activity
@@ -20,7 +22,7 @@ def refresh_user_stats(ctx: JobContext) -> dict[str, int]:
 
 
 @job("users.sync_third_party_users", every=300, timeout=600)
-def sync_third_party_users(ctx: JobContext) -> dict[str, int]:
+def sync_third_party_users(ctx: JobContext) -> dict[str, Any]:
     """Mirror new, changed and deleted users of the third-party user service (THIRD_PARTY_USERS_URL)."""
     if not sync.user_sync_configured():
         raise JobSkipped("THIRD_PARTY_USERS_URL is not set")

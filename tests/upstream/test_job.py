@@ -192,9 +192,12 @@ def test_runjobs_run_on_a_terminal_redraws_one_progress_line(upstream_url):
     assert code == 0, output
     status = rf"[|/\\-] {re.escape(JOB)} +[0-9.]+ s  (pages=\d+, created=\d+, [^\r\n\x1b]*)"
     assert re.findall(re.escape(REDRAW) + status, output) == [
-        "pages=1, created=489, updated=0, unchanged=10, deactivated=0, rejected=1",
-        "pages=2, created=979, updated=0, unchanged=20, deactivated=0, rejected=1",
-        "pages=3, created=1175, updated=0, unchanged=24, deactivated=0, rejected=1",
+        "pages=1, created=489, updated=0, unchanged=10, deactivated=0, rejected=1, "
+        "rejects=[{'id': 'u000007', 'reason': 'its email is used by another user'}]",
+        "pages=2, created=979, updated=0, unchanged=20, deactivated=0, rejected=1, "
+        "rejects=[{'id': 'u000007', 'reason': 'its email is used by another user'}]",
+        "pages=3, created=1175, updated=0, unchanged=24, deactivated=0, rejected=1, "
+        "rejects=[{'id': 'u000007', 'reason': 'its email is used by another user'}]",
     ]
     assert "progress:" not in output
     # What the terminal shows: each line as the last redraw on it left it.
@@ -215,7 +218,15 @@ def test_runjobs_run_prints_plain_lines_and_the_summary_reaches_the_api_and_the_
     result = run_manage("runjobs", "--run", JOB, env=job_env(upstream_url), timeout=90)
 
     assert result.returncode == 0, result.stderr
-    summary = {"pages": 3, "created": 1175, "updated": 0, "unchanged": 24, "deactivated": 0, "rejected": 1}
+    summary = {
+        "pages": 3,
+        "created": 1175,
+        "updated": 0,
+        "unchanged": 24,
+        "deactivated": 0,
+        "rejected": 1,
+        "rejects": [{"id": "u000007", "reason": "its email is used by another user"}],
+    }
     progress = [line for line in result.stdout.splitlines() if line.startswith("progress: ")]
     assert progress[-1] == "progress: " + ", ".join(f"{key}={value}" for key, value in summary.items())
     assert [line.split(", ")[0] for line in progress] == [

@@ -26,8 +26,15 @@ def sync(**options) -> dict[str, int]:
     return sync_service.user_sync_from_upstream(**options)
 
 
-def counts(**nonzero: int) -> dict[str, int]:
-    return {key: nonzero.get(key, 0) for key in sync_service.SYNC_COUNTERS}
+def counts(*, rejects: tuple[tuple[str, str], ...] = (), **nonzero: int) -> dict[str, object]:
+    """A run's summary: the counters, and the rejected records' ids and reasons if any."""
+    summary: dict[str, object] = {key: nonzero.get(key, 0) for key in sync_service.SYNC_COUNTERS}
+    if rejects:
+        summary["rejects"] = [{"id": external_id, "reason": reason} for external_id, reason in rejects]
+    return summary
+
+
+LOCAL_ID = "its external_id belongs to a local user"
 
 
 def mirror_stamps() -> dict[str, tuple[datetime, datetime | None]]:
@@ -129,7 +136,15 @@ def test_local_users_are_never_touched(upstream_url, touch, caplog):
     result = sync()
 
     assert result == counts(
-        pages=5, created=DEMO_LIVE_USERS - 3, unchanged=DEMO_USERS - DEMO_LIVE_USERS, rejected=3
+        pages=5,
+        created=DEMO_LIVE_USERS - 3,
+        unchanged=DEMO_USERS - DEMO_LIVE_USERS,
+        rejected=3,
+        rejects=(
+            ("u000007", "its email is used by another user"),
+            ("u000009", LOCAL_ID),
+            ("u000011", "username ext-u000011 is used by another user"),
+        ),
     )
     assert list(User.objects.filter(source=User.Source.LOCAL).order_by("pk").values()) == snapshot
     assert list(User.objects.filter(external_id__in=["u000007", "u000009", "u000011"])) == [local[1]]
@@ -141,21 +156,29 @@ def test_local_users_are_never_touched(upstream_url, touch, caplog):
     ]
 
     touch(ids=["u000009"], deleted=True)
-    assert sync() == counts(pages=1, rejected=1)
+    assert sync() == counts(pages=1, rejected=1, rejects=(("u000009", LOCAL_ID),))
     assert list(User.objects.filter(source=User.Source.LOCAL).order_by("pk").values()) == snapshot
 
 
 def test_bad_records_are_counted_and_leave_the_mirror_as_it_was(upstream_url, touch):
     touch(ids=["u000005"], email="not-an-email")
     assert sync() == counts(
-        pages=5, created=DEMO_LIVE_USERS - 1, unchanged=DEMO_USERS - DEMO_LIVE_USERS, rejected=1
+        pages=5,
+        created=DEMO_LIVE_USERS - 1,
+        unchanged=DEMO_USERS - DEMO_LIVE_USERS,
+        rejected=1,
+        rejects=(("u000005", "invalid email"),),
     )
     assert not User.objects.filter(external_id="u000005").exists()
 
     touch(ids=["u000006"], email="USER000008@upstream.example")
     touch(ids=["u000012"], email="")
 
-    assert sync() == counts(pages=1, rejected=2)
+    assert sync() == counts(
+        pages=1,
+        rejected=2,
+        rejects=(("u000006", "its email is used by another user"), ("u000012", "no email")),
+    )
     assert (mirror("u000006").email, mirror("u000006").display_name) == (
         "user000006@upstream.example",
         "User 000006",
@@ -243,7 +266,9 @@ def test_an_oversized_display_name_is_rejected_and_logged_with_the_upstream_id(u
     touch(ids=["u000003"], display_name="y" * 150)
     caplog.set_level(logging.WARNING, logger="users.sync")
 
-    assert sync() == counts(pages=1, updated=1, rejected=1)
+    assert sync() == counts(
+        pages=1, updated=1, rejected=1, rejects=(("u000002", "display_name longer than 150 characters"),)
+    )
     assert mirror("u000002").display_name == "User 000002"
     assert mirror("u000003").display_name == "y" * 150
     assert [record.getMessage() for record in caplog.records if " rejected: " in record.getMessage()] == [

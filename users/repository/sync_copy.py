@@ -111,6 +111,9 @@ def _needs_escaping(mirrors: list[NewMirror]) -> bool:
             (mirror.username, mirror.email, mirror.display_name, mirror.external_id) for mirror in mirrors
         )
     )
+    if "\x00" in text:
+        # COPY's text format has no escape for it, and PostgreSQL's text cannot hold it.
+        raise ValueError("a new mirror's value holds NUL, which PostgreSQL cannot store")
     return "\\" in text or not text.isprintable()
 
 

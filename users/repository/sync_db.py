@@ -72,6 +72,8 @@ class Mirror:
     email: str
     display_name: str
     is_active: bool
+    #: ``lower(email)`` as the database computes it (the unique index's expression).
+    email_key: str
 
 
 _MIRROR_FIELDS = ("id", "external_id", "source", "email", "display_name", "is_active")
@@ -99,11 +101,14 @@ class PageWrites:
 
 @dataclass
 class PageState:
-    """What the database holds for one page: mirrors by external id, email holders, usernames in use."""
+    """What the database holds for one page: mirrors by external id, email holders, usernames in use,
+    and the key of each of the page's emails."""
 
     mirrors: dict[str, Mirror]
     email_owners: dict[str, set[int]]
     usernames_taken: set[str]
+    #: Each email of the page → ``lower(email)`` as the database computes it.
+    email_keys: dict[str, str]
 
 
 class CursorMoved(Exception):
@@ -157,21 +162,30 @@ def page_state(
     for the rest of it (``STEER_PAGE``): :func:`page_apply` follows in the same
     transaction.
 
-    ``email_owners`` maps a lower-cased email to the ids of the users holding
-    it, for the lower-cased ``emails``: case-insensitive like the rest of the
-    app (``db.email_taken``), since mail servers treat ``Ann@x.org`` and
+    Emails are compared the way the unique index ``users_user_email_ci_unique``
+    compares them, by the database's ``lower(email)`` (not Python's
+    ``str.lower()``, which folds more characters than PostgreSQL's or SQLite's
+    ``lower()``): ``email_keys`` maps each of ``emails`` to that key,
+    ``email_owners`` a key to the ids of the users holding it, and each mirror
+    carries its own email's key. Case-insensitive like the rest of the app
+    (``db.email_taken``), since mail servers treat ``Ann@x.org`` and
     ``ann@x.org`` as one address.
+
+    Every key must be text the database can store (no NUL, no lone
+    surrogate): the sync checks its records before their keys come here.
     """
-    state = PageState(mirrors={}, email_owners={}, usernames_taken=set())
+    state = PageState(mirrors={}, email_owners={}, usernames_taken=set(), email_keys={})
     if connection.vendor == "postgresql":
         rows: Any = _page_rows_postgresql(list(external_ids), list(emails), list(usernames))
     else:
-        rows = _page_rows_orm(external_ids, emails, usernames)
-    for kind, pk, key, source, email, display_name, is_active in giving_way(rows, give_way):
+        rows = _page_rows_orm(external_ids, list(emails), usernames)
+    for kind, pk, key, source, email, display_name, is_active, email_key in giving_way(rows, give_way):
         if kind == "m":
-            state.mirrors[key] = Mirror(pk, key, source, email, display_name, is_active)
+            state.mirrors[key] = Mirror(pk, key, source, email, display_name, is_active, email_key)
         elif kind == "e":
             state.email_owners.setdefault(key, set()).add(pk)
+        elif kind == "k":
+            state.email_keys[key] = email_key
         else:
             state.usernames_taken.add(key)
     return state
@@ -186,16 +200,20 @@ def _page_rows_postgresql(external_ids: list[str], emails: list[str], usernames:
     table = f'"{User._meta.db_table}"'
     mirror_columns = ", ".join(col[name] for name in _MIRROR_FIELDS[2:])
 
-    def keys(position: int) -> str:
-        return f"ANY(ARRAY(SELECT jsonb_array_elements_text(%(keys)s::jsonb -> {position})))"
+    def elements(position: int) -> str:
+        return f"jsonb_array_elements_text(%(keys)s::jsonb -> {position})"
+
+    def keys(position: int, expression: str = "key") -> str:
+        return f"ANY(ARRAY(SELECT {expression} FROM {elements(position)} AS key))"
 
     sql = (
-        f"SELECT 'm', {col['id']}, {col['external_id']}, {mirror_columns} FROM {table}"
-        f" WHERE {col['external_id']} = {keys(0)}"
-        f" UNION ALL SELECT 'e', {col['id']}, lower({col['email']}), NULL, NULL, NULL, NULL FROM {table}"
-        f" WHERE lower({col['email']}) = {keys(1)}"
-        f" UNION ALL SELECT 'u', {col['id']}, {col['username']}, NULL, NULL, NULL, NULL FROM {table}"
-        f" WHERE {col['username']} = {keys(2)}"
+        f"SELECT 'm', {col['id']}, {col['external_id']}, {mirror_columns}, lower({col['email']})"
+        f" FROM {table} WHERE {col['external_id']} = {keys(0)}"
+        f" UNION ALL SELECT 'e', {col['id']}, lower({col['email']}), NULL, NULL, NULL, NULL, NULL"
+        f" FROM {table} WHERE lower({col['email']}) = {keys(1, 'lower(key)')}"
+        f" UNION ALL SELECT 'u', {col['id']}, {col['username']}, NULL, NULL, NULL, NULL, NULL"
+        f" FROM {table} WHERE {col['username']} = {keys(2)}"
+        f" UNION ALL SELECT 'k', NULL, key, NULL, NULL, NULL, NULL, lower(key) FROM {elements(1)} AS key"
     )
     with connection.cursor() as cursor:
         # Several statements in one round trip (Django's psycopg cursor binds on the client).
@@ -205,17 +223,34 @@ def _page_rows_postgresql(external_ids: list[str], emails: list[str], usernames:
         return cursor.fetchall()
 
 
-def _page_rows_orm(external_ids: Collection[str], emails: Collection[str], usernames: Collection[str]) -> Any:
-    mirrors = User.objects.filter(external_id__in=external_ids).values_list(*_MIRROR_FIELDS)
+def _page_rows_orm(external_ids: Collection[str], emails: list[str], usernames: Collection[str]) -> Any:
+    email_keys = dict(zip(emails, _lower(emails), strict=True))
+    mirrors = (
+        User.objects.filter(external_id__in=external_ids)
+        .annotate(email_lower=Lower("email"))
+        .values_list(*_MIRROR_FIELDS, "email_lower")
+    )
     owners = (
         User.objects.annotate(email_lower=Lower("email"))
-        .filter(email_lower__in=emails)
+        .filter(email_lower__in=set(email_keys.values()))
         .values_list("pk", "email_lower")
     )
     taken = User.objects.filter(username__in=usernames).values_list("pk", "username")
     yield from (("m", *row) for row in mirrors)
-    yield from (("e", pk, email, None, None, None, None) for pk, email in owners)
-    yield from (("u", pk, username, None, None, None, None) for pk, username in taken)
+    yield from (("e", pk, email, None, None, None, None, None) for pk, email in owners)
+    yield from (("u", pk, username, None, None, None, None, None) for pk, username in taken)
+    yield from (("k", None, email, None, None, None, None, key) for email, key in email_keys.items())
+
+
+def _lower(texts: list[str]) -> list[str]:
+    """The database's ``lower()`` of each text (a few hundred per statement)."""
+    lowered: list[str] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(texts), 500):
+            chunk = texts[start : start + 500]
+            cursor.execute("SELECT " + ", ".join(["lower(%s)"] * len(chunk)), chunk)
+            lowered.extend(cursor.fetchone() or ())
+    return lowered
 
 
 def mirrors_vacuum() -> bool:

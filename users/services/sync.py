@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -27,6 +28,8 @@ sync_logger = logging.getLogger("users.sync")
 
 SYNC_CURSOR_NAME = "users.third_party"
 SYNC_COUNTERS = ("pages", "created", "updated", "unchanged", "deactivated", "rejected")
+#: Rejected records listed by id and reason in a run's summary (the log has every one).
+REJECTS_SHOWN = 20
 
 
 def user_sync_configured() -> bool:
@@ -37,12 +40,12 @@ def user_sync_configured() -> bool:
 def user_sync_from_upstream(
     *,
     should_stop: Callable[[], bool],
-    on_progress: Callable[[dict[str, int]], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
     page_size: int = 500,
     pause: float = 0.0,
     wait: Callable[[float], bool] | None = None,
     give_way: GiveWay = never,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Apply the upstream change feed from the stored cursor on, one page per transaction.
 
     Each page's changes and its ``next_cursor`` commit together, so stopping
@@ -51,8 +54,13 @@ def user_sync_from_upstream(
     a pause, the next page is fetched while the current one is applied (its
     cursor is known as soon as a page arrives); a page fetched after a stop
     is never applied.
-    Returns the counters also passed to ``on_progress`` after every page:
-    pages, created, updated, unchanged, deactivated, rejected. When any user
+    Returns the summary also passed to ``on_progress`` after every page: the
+    counters pages, created, updated, unchanged, deactivated, rejected and,
+    once a record was rejected, ``rejects``: the first ``REJECTS_SHOWN``
+    rejected records, each ``{"id": ..., "reason": ...}`` (a rejected record
+    is skipped, the rest of its page applies and the cursor moves on; the
+    log names every one). A page that breaks the contract fails the run with
+    an :class:`users.repository.upstream.UpstreamError`. When any user
     was created, updated or deactivated, the cached user stats are refreshed,
     also if the run stops or fails after such a page; when any was updated,
     the users table is vacuumed first (on PostgreSQL, outside a transaction,
@@ -77,9 +85,11 @@ def user_sync_from_upstream(
     if pause < 0:
         raise ValueError(f"pause must be 0 or more, got {pause}")
     counts = dict.fromkeys(SYNC_COUNTERS, 0)
+    rejects: list[tuple[str, str]] = []
     try:
         _sync_pages(
             counts,
+            rejects,
             should_stop=should_stop,
             on_progress=on_progress,
             page_size=page_size,
@@ -93,7 +103,14 @@ def user_sync_from_upstream(
         if counts["created"] or counts["updated"] or counts["deactivated"]:
             _sync_refresh_stats()
     sync_logger.info("upstream sync: %s", ", ".join(f"{key}={value}" for key, value in counts.items()))
-    return counts
+    return _summary(counts, rejects)
+
+
+def _summary(counts: dict[str, int], rejects: list[tuple[str, str]]) -> dict[str, Any]:
+    summary: dict[str, Any] = dict(counts)
+    if rejects:
+        summary["rejects"] = [{"id": key, "reason": reason} for key, reason in rejects[:REJECTS_SHOWN]]
+    return summary
 
 
 def _sleep_unless_stopped(should_stop: Callable[[], bool]) -> Callable[[float], bool]:
@@ -113,15 +130,16 @@ def _sleep_unless_stopped(should_stop: Callable[[], bool]) -> Callable[[float], 
 
 def _sync_pages(
     counts: dict[str, int],
+    rejects: list[tuple[str, str]],
     *,
     should_stop: Callable[[], bool],
-    on_progress: Callable[[dict[str, int]], None] | None,
+    on_progress: Callable[[dict[str, Any]], None] | None,
     page_size: int,
     pause: float,
     wait: Callable[[float], bool],
     give_way: TimedGiveWay,
 ) -> None:
-    """The page loop of :func:`user_sync_from_upstream`; adds to ``counts`` as pages commit.
+    """The page loop of :func:`user_sync_from_upstream`; adds to ``counts`` and ``rejects`` as pages commit.
 
     The first page is fetched here; each next one by a :class:`_Prefetcher`
     while this thread applies the current page, or, with a ``pause``, during
@@ -149,6 +167,7 @@ def _sync_pages(
                     checked,
                     cursor=cursor,
                     updated_before=counts["updated"],
+                    rejects=rejects,
                     on_locked=functools.partial(prefetcher.start, page.next_cursor) if ahead else None,
                     give_way=give_way,
                 )
@@ -162,7 +181,7 @@ def _sync_pages(
             for outcome, number in page_counts.items():
                 counts[outcome] += number
             if on_progress is not None:
-                on_progress(dict(counts))
+                on_progress(_summary(counts, rejects))
             if not page.has_more:
                 break
             if not page.users:
@@ -182,6 +201,7 @@ def _sync_apply(
     *,
     cursor: str,
     updated_before: int,
+    rejects: list[tuple[str, str]],
     on_locked: Callable[[], None] | None,
     give_way: GiveWay,
 ) -> dict[str, int]:
@@ -193,7 +213,7 @@ def _sync_apply(
     def decide(state: sync_db.PageState) -> sync_db.PageWrites:
         if on_locked is not None:
             on_locked()
-        writes = sync_records.page_decide(checked, state, page_counts, give_way=give_way)
+        writes = sync_records.page_decide(checked, state, page_counts, rejects, give_way=give_way)
         # The vacuum after the run needs every page's commit on disk.
         writes.durable = not page.has_more and bool(updated_before + page_counts["updated"])
         return writes
@@ -202,7 +222,7 @@ def _sync_apply(
         feed=SYNC_CURSOR_NAME,
         cursor=cursor,
         next_cursor=page.next_cursor,
-        external_ids=list(checked.latest),
+        external_ids=checked.external_ids,
         emails=checked.emails,
         usernames=checked.usernames,
         decide=decide,

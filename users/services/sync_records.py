@@ -52,6 +52,16 @@ class _SyncEmailValidator(EmailValidator):
 validate_email = _SyncEmailValidator()
 
 
+#: What PostgreSQL's text cannot hold (NUL) and what UTF-8 cannot encode (a lone surrogate).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = "a character the database cannot store (NUL or a lone surrogate)"
+
+
+def shown(text: str) -> str:
+    """``text`` as a log line or a run's summary may hold it: escaped unless printable."""
+    return text if text.isprintable() else ascii(text)[1:-1]
+
+
 def user_sync_username(*, external_id: str) -> str:
     """The username of the mirror of an upstream user (the ``ext-`` prefix keeps it apart from local ones)."""
     return f"ext-{external_id}"
@@ -59,75 +69,84 @@ def user_sync_username(*, external_id: str) -> str:
 
 @dataclass(frozen=True)
 class CheckedRecord:
-    """What a live record's own fields decide, worked out without the database."""
+    """What a record's own fields decide, worked out without the database."""
 
     #: Why the record cannot be mirrored, or "".
     problem: str
-    #: The normalized email ("" with a problem), and its lower-cased form.
+    #: A live record's normalized email ("" with a problem, and for a tombstone).
     email: str
-    email_key: str
 
 
 def record_check(record: UpstreamUser) -> CheckedRecord:
-    """Check a live record's own fields."""
-    problem = record_problem(record)
-    if problem or record.email is None:
-        return CheckedRecord(problem=problem or "no email", email="", email_key="")
-    email = User.objects.normalize_email(record.email)
-    return CheckedRecord(problem="", email=email, email_key=email.lower())
+    """Check a record's own fields before any of them reaches the database."""
+    problem = _text_problem("id", record.id, EXTERNAL_ID_MAX)
+    if problem or record.deleted:
+        return CheckedRecord(problem=problem, email="")
+    email, problem = _email_checked(record.email)
+    problem = problem or _text_problem("display_name", record.display_name or "", DISPLAY_NAME_MAX)
+    return CheckedRecord(problem=problem, email="" if problem else email)
 
 
-def record_problem(record: UpstreamUser) -> str:
-    """Why a live record cannot be mirrored, or "" if it can."""
-    if len(record.id) > EXTERNAL_ID_MAX:
-        return f"id longer than {EXTERNAL_ID_MAX} characters"
-    if not record.email:
-        return "no email"
-    if len(record.email) > EMAIL_MAX:
-        return f"email longer than {EMAIL_MAX} characters"
-    try:
-        validate_email(record.email)
-    except ValidationError:
-        return "invalid email"
-    if record.display_name and len(record.display_name) > DISPLAY_NAME_MAX:
-        return f"display_name longer than {DISPLAY_NAME_MAX} characters"
+def _text_problem(field: str, value: str, max_length: int) -> str:
+    if _UNSTORABLE.search(value):
+        return f"{field} holds {UNSTORABLE}"
+    if len(value) > max_length:
+        return f"{field} longer than {max_length} characters"
     return ""
+
+
+def _email_checked(email: str | None) -> tuple[str, str]:
+    """The normalized email and "", or "" and why the email cannot be stored."""
+    if not email:
+        return "", "no email"
+    problem = _text_problem("email", email, EMAIL_MAX)
+    if problem:
+        return "", problem
+    try:
+        validate_email(email)
+    except ValidationError:
+        return "", "invalid email"
+    # The domain is lower-cased here, which can lengthen it ("İ" becomes two characters).
+    normalized = User.objects.normalize_email(email)
+    return normalized, _text_problem("email", normalized, EMAIL_MAX)
 
 
 def record_decide(
     record: UpstreamUser,
-    checked: CheckedRecord | None,
+    checked: CheckedRecord,
     *,
-    mirror: sync_db.Mirror | None,
+    state: sync_db.PageState,
     owners: dict[str, set[int | str]],
-    taken_usernames: set[str],
     writes: sync_db.PageWrites,
+    rejects: list[tuple[str, str]],
 ) -> str:
     """Decide one record, queue its write and return its outcome (a counter of the run).
 
-    ``owners`` (lower-cased email → holders) follows every decision.
+    ``owners`` (an email's key → holders) follows every decision; a rejected
+    record's id and reason are added to ``rejects``.
     """
+    if checked.problem:
+        return record_reject(record, checked.problem, rejects)
+    mirror = state.mirrors.get(record.id)
     if mirror is not None and mirror.source != User.Source.THIRD_PARTY:
-        return record_reject(record, "its external_id belongs to a local user")
+        return record_reject(record, "its external_id belongs to a local user", rejects)
     if record.deleted:
         if mirror is None or not mirror.is_active:
             return "unchanged"
         writes.changes.append(sync_db.MirrorChange(mirror.pk, is_active=False))
         mirror.is_active = False
         return "deactivated"
-    assert checked is not None  # every live record is checked
-    if checked.problem:
-        return record_reject(record, checked.problem)
-    email, email_key = checked.email, checked.email_key
+    email = checked.email
+    email_key = state.email_keys[email]
     holder: int | str = mirror.pk if mirror is not None else record.id
     holders = owners.get(email_key)
     if holders and (len(holders) > 1 or holder not in holders):
-        return record_reject(record, "its email is used by another user")
+        return record_reject(record, "its email is used by another user", rejects)
     display_name = record.display_name or ""
     if mirror is None:
         username = user_sync_username(external_id=record.id)
-        if username in taken_usernames:
-            return record_reject(record, f"username {username} is used by another user")
+        if username in state.usernames_taken:
+            return record_reject(record, f"username {username} is used by another user", rejects)
         writes.creates.append(
             sync_db.NewMirror(
                 external_id=record.id, username=username, email=email, display_name=display_name
@@ -145,14 +164,16 @@ def record_decide(
     )
     writes.changes.append(change)
     if change.email is not None:
-        owners.get(mirror.email.lower(), set()).discard(mirror.pk)
+        owners.get(mirror.email_key, set()).discard(mirror.pk)
         owners.setdefault(email_key, set()).add(mirror.pk)
-    mirror.email, mirror.display_name, mirror.is_active = email, display_name, True
+    mirror.email, mirror.email_key = email, email_key
+    mirror.display_name, mirror.is_active = display_name, True
     return "updated"
 
 
-def record_reject(record: UpstreamUser, reason: str) -> str:
-    sync_logger.warning("upstream user %s rejected: %s", record.id, reason)
+def record_reject(record: UpstreamUser, reason: str, rejects: list[tuple[str, str]]) -> str:
+    sync_logger.warning("upstream user %s rejected: %s", shown(record.id), reason)
+    rejects.append((shown(record.id), reason))
     return "rejected"
 
 
@@ -164,11 +185,12 @@ class CheckedPage:
     #: The feed lists each user once, at its latest change; should a page
     #: repeat an id anyway, its later item is the one that counts.
     latest: dict[str, upstream.UpstreamUser]
-    #: Live records only (a tombstone needs no check).
     checks: dict[str, CheckedRecord]
+    #: The keys of the page's lookup: only of records that passed their checks.
+    external_ids: list[str]
     emails: set[str]
-    #: For every id (a superset of the ones without a mirror), so that the
-    #: page's whole state comes in one round trip.
+    #: For every live id (a superset of the ones without a mirror), so that
+    #: the page's whole state comes in one round trip.
     usernames: list[str]
     #: The page's cost before it is applied, whichever thread paid it: the
     #: CPU this process spent fetching and checking it (a wait for the
@@ -181,35 +203,35 @@ def page_fetch(*, cursor: str, limit: int, should_stop: Callable[[], bool], give
     cpu_started = time.thread_time()
     page = upstream.fetch_changes(cursor=cursor, limit=limit, should_stop=should_stop, give_way=give_way)
     latest = {record.id: record for record in page.users}
-    checks = {
-        key: record_check(record)
-        for key, record in giving_way(latest.items(), give_way)
-        if not record.deleted
-    }
+    checks = {key: record_check(record) for key, record in giving_way(latest.items(), give_way)}
+    passed = [record for record in latest.values() if not checks[record.id].problem]
+    live = [record.id for record in passed if not record.deleted]
     return CheckedPage(
         page=page,
         latest=latest,
         checks=checks,
-        emails={record.email.lower() for record in latest.values() if record.email},
-        usernames=[user_sync_username(external_id=external_id) for external_id in latest],
+        external_ids=[record.id for record in passed],
+        emails={checks[external_id].email for external_id in live},
+        usernames=[user_sync_username(external_id=external_id) for external_id in live],
         cost_seconds=time.thread_time() - cpu_started,
     )
 
 
 def page_decide(
-    checked: CheckedPage, state: sync_db.PageState, counts: dict[str, int], *, give_way: GiveWay
+    checked: CheckedPage,
+    state: sync_db.PageState,
+    counts: dict[str, int],
+    rejects: list[tuple[str, str]],
+    *,
+    give_way: GiveWay,
 ) -> sync_db.PageWrites:
-    """Decide a page's records in the order of the feed, adding their outcomes to ``counts``."""
-    owners: dict[str, set[int | str]] = {email: set(pks) for email, pks in state.email_owners.items()}
+    """Decide a page's records in the order of the feed, adding their outcomes to ``counts`` and the
+    rejected ones to ``rejects``."""
+    owners: dict[str, set[int | str]] = {key: set(pks) for key, pks in state.email_owners.items()}
     writes = sync_db.PageWrites()
     for record in giving_way(checked.latest.values(), give_way):
         outcome = record_decide(
-            record,
-            checked.checks.get(record.id),
-            mirror=state.mirrors.get(record.id),
-            owners=owners,
-            taken_usernames=state.usernames_taken,
-            writes=writes,
+            record, checked.checks[record.id], state=state, owners=owners, writes=writes, rejects=rejects
         )
         counts[outcome] += 1
     # Decided record by record, written in a few statements per page: the
