@@ -32,7 +32,8 @@ def sync_third_party_users(ctx: JobContext) -> dict[str, Any]:
     counts = sync.user_sync_from_upstream(
         should_stop=lambda: ctx.cancelled,
         on_progress=ctx.report_progress,
-        pause=settings.THIRD_PARTY_USERS_SYNC_PAUSE,
+        # Only a process that serves requests has anyone to yield to (not runjobs).
+        pause=settings.THIRD_PARTY_USERS_SYNC_PAUSE if activity.serves_requests() else 0.0,
         wait=ctx.sleep,
         give_way=activity.give_way,
     )

@@ -18,7 +18,7 @@ from stayy.observability.logcontext import RunLog, bind_run
 from stayy.runtime import activity
 from stayy.scheduling import JobCancelled
 from tests.jobs import give_way_urls
-from tests.jobs.support import wait_until
+from tests.jobs.support import run_manage, run_rows, subprocess_env, wait_until
 from tests.upstream.conftest import DEMO_LIVE_USERS, cancel_after_first_page, resize, sync_job_context
 from users.jobs import sync_third_party_users
 from users.models import SyncCursor, User
@@ -339,7 +339,14 @@ def test_the_sync_email_check_agrees_with_djangos(address):
 # --- the job: THIRD_PARTY_USERS_SYNC_PAUSE through the context's cooperative sleep ---
 
 
-def test_the_job_pauses_between_pages_with_the_context_sleep(upstream_url, settings):
+@pytest.fixture
+def serving_process(client):
+    """This process serves HTTP: a request went through the app's handler (its middleware loaded)."""
+    assert client.get("/healthz").status_code == 200
+    assert activity.serves_requests()
+
+
+def test_the_job_pauses_between_pages_with_the_context_sleep(upstream_url, settings, serving_process):
     settings.THIRD_PARTY_USERS_SYNC_PAUSE = 0.5
     resize(upstream_url, 1200)
     ctx = sync_job_context()
@@ -359,7 +366,7 @@ def test_the_job_pauses_between_pages_with_the_context_sleep(upstream_url, setti
     assert all(seconds > 0 for seconds in slept)
 
 
-def test_a_cancel_ends_the_jobs_pause_at_once(upstream_url, settings):
+def test_a_cancel_ends_the_jobs_pause_at_once(upstream_url, settings, serving_process):
     settings.THIRD_PARTY_USERS_SYNC_PAUSE = 100_000
     resize(upstream_url, 1200)
     ctx = sync_job_context()
@@ -372,3 +379,17 @@ def test_a_cancel_ends_the_jobs_pause_at_once(upstream_url, settings):
     assert time.monotonic() - started < 10
     assert ctx.summary["pages"] == 1
     assert not prefetch_threads()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True)
+def test_runjobs_run_serves_no_requests_and_never_pauses(upstream_url, settings):
+    resize(upstream_url, 1200)
+    env = subprocess_env(THIRD_PARTY_USERS_URL=upstream_url, THIRD_PARTY_USERS_SYNC_PAUSE="100000")
+
+    result = run_manage("runjobs", "--run", "users.sync_third_party_users", env=env, timeout=90)
+
+    # A pause of 100,000 times a page's cost after page 1 would outlast the timeout by far.
+    assert result.returncode == 0, result.stderr
+    (run,) = run_rows(job_name="users.sync_third_party_users")
+    assert run.summary["pages"] == 3
