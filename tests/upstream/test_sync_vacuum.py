@@ -2,7 +2,7 @@
 
 PostgreSQL answers ``COUNT(*)`` from an index alone only on pages a vacuum
 marked all-visible; the sync's writes clear the mark, and its HOT updates
-never bring autovacuum (``users.repository.sync_db.mirrors_vacuum``). The
+never bring autovacuum (``users.repository.sync_vacuum.mirrors_vacuum``). The
 count's plan is read with ``EXPLAIN ANALYZE`` (sequential scans off, so that
 a table of 500 users is counted from an index as a large one is).
 """
@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, transaction
 
 from users.models import User
-from users.repository import sync_db
+from users.repository import sync_vacuum
 from users.services import sync as sync_service
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
@@ -48,7 +48,7 @@ def synced_and_vacuumed() -> None:
     # asynchronously (a run that updated ends with a synchronous one), and this
     # local user's synchronous commit flushes theirs too.
     User.objects.create(username="local-flush", email="local-flush@example.org")
-    assert sync_db.mirrors_vacuum() is True
+    assert sync_vacuum.mirrors_vacuum() is True
     assert count_heap_fetches() == 0
 
 
@@ -57,7 +57,7 @@ def test_the_count_reads_no_table_page_after_a_sync_that_updated(upstream_url, t
     # The same kind of updates without the sync's vacuum leave the count reading the table.
     User.objects.filter(source=User.Source.THIRD_PARTY).update(display_name="changed here")
     assert count_heap_fetches() > 0
-    sync_db.mirrors_vacuum()
+    sync_vacuum.mirrors_vacuum()
     assert count_heap_fetches() == 0
 
     touch(share=0.2, seed=5)
@@ -104,5 +104,5 @@ def test_inside_a_transaction_nothing_is_vacuumed(upstream_url, touch):
     touch(share=0.2, seed=5)
     with transaction.atomic():
         assert sync()["updated"] > 0
-        assert sync_db.mirrors_vacuum() is False
+        assert sync_vacuum.mirrors_vacuum() is False
     assert count_heap_fetches() > 0

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from users.pacing import GiveWay, TimedGiveWay, never
-from users.repository import sync_db, sync_state, upstream
+from users.repository import sync_db, sync_state, sync_vacuum, upstream
 from users.services import accounts, sync_records
 
 sync_logger = logging.getLogger("users.sync")
@@ -282,10 +282,10 @@ class _Prefetcher:
 
 def _sync_vacuum() -> None:
     """Vacuum the users table after a sync updated users, so that the list's count stays index-only
-    (:func:`users.repository.sync_db.mirrors_vacuum`); a failure here must not hide the sync's own."""
+    (:func:`users.repository.sync_vacuum.mirrors_vacuum`); a failure here must not hide the sync's own."""
     started = time.monotonic()
     try:
-        vacuumed = sync_db.mirrors_vacuum()
+        vacuumed = sync_vacuum.mirrors_vacuum()
     except Exception:
         sync_logger.exception("upstream sync: the users table was not vacuumed")
         return
