@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	DJANGO_DEBUG=1 $(BIN)/mypy config stayy users bench gunicorn.conf.py
+	DJANGO_DEBUG=1 $(BIN)/mypy config stayy users upstream_demo bench gunicorn.conf.py
 
 # Benchmarks (not tests; bench/README.md): PostgreSQL database stayy_bench, Redis db 15.
 # Each prints a results block; pass options with BENCH_ARGS="--users 10000".

@@ -52,12 +52,16 @@ def request_loop(stop: threading.Event, latencies: list[float]) -> None:
 def sync_loop(stop: threading.Event) -> None:
     from django.db import connections
 
-    from users import services
+    from stayy.runtime import activity
+    from users.services import sync as sync_service
 
     try:
         while not stop.is_set():
             load.full_sync_now()
-            services.user_sync_from_upstream(should_stop=stop.is_set)
+            # Looked up at each call: the phase switches activity.give_way on and off.
+            sync_service.user_sync_from_upstream(
+                should_stop=stop.is_set, give_way=lambda: activity.give_way()
+            )
     finally:
         connections.close_all()
 

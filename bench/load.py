@@ -41,10 +41,10 @@ def prepare(name: str, *, users: int) -> Stage:
     common.recreate_database()
     upstream, url = common.start_upstream(users, out=out)
     common.setup_django(THIRD_PARTY_USERS_URL=url)
-    from users import services
+    from users.services import sync as sync_service
 
     common.log(f"loading {users:,} users through the sync")
-    counts = services.user_sync_from_upstream(should_stop=lambda: False, page_size=1000)
+    counts = sync_service.user_sync_from_upstream(should_stop=lambda: False, page_size=1000)
     common.log(f"loaded: {counts}")
     vacuum()
     return Stage(out=out, upstream=upstream, upstream_url=url, token=common.staff_token(), users=users)
@@ -89,10 +89,10 @@ def wait_for_leader(job: str, *, after: datetime, timeout: float = 60) -> None:
 
 def full_sync_now() -> None:
     """Reset the stored cursor: the next sync tick pages through the whole feed."""
-    from users import services
     from users.models import SyncCursor
+    from users.services import sync as sync_service
 
-    SyncCursor.objects.filter(name=services.SYNC_CURSOR_NAME).update(cursor="")
+    SyncCursor.objects.filter(name=sync_service.SYNC_CURSOR_NAME).update(cursor="")
 
 
 class UpstreamChanges:

@@ -6,7 +6,7 @@ with the environment of :func:`bench.common.service_env` and
 spent in the sync itself (Django's start-up and the creation of the process-wide
 upstream client are not counted) and the counts.
 
-* ``product``: ``users.services.user_sync_from_upstream``, as the job runs it.
+* ``product``: ``users.sync_service.user_sync_from_upstream``, as the job runs it.
 * ``naive``: the same pages through the same client, then one
   ``update_or_create`` per record (baseline a).
 * ``copy``: the same pages through the same client, then ``COPY`` of the rows
@@ -40,9 +40,9 @@ def _pages(page_size: int, limit: int) -> Any:
 
 
 def run_product(page_size: int, limit: int) -> dict[str, Any]:
-    from users import services
+    from users.services import sync as sync_service
 
-    counts = services.user_sync_from_upstream(should_stop=lambda: False, page_size=page_size)
+    counts = sync_service.user_sync_from_upstream(should_stop=lambda: False, page_size=page_size)
     return {"records": sum(v for k, v in counts.items() if k != "pages"), "counts": counts}
 
 

@@ -91,19 +91,42 @@ def env_json_object(name: str) -> dict[str, Any]:
     return value
 
 
+def masked_url(url: str) -> str:
+    """``url`` with the credentials it may carry (``user:password@``) written as ``***@``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
 def env_url(name: str, default: str = "", *, schemes: tuple[str, ...]) -> str:
+    """A URL; an error message shows it with its credentials masked (:func:`masked_url`)."""
     value = env_str(name, default)
     if not value:
         return ""
     parts = urlsplit(value)
+    shown = masked_url(value)
     if parts.scheme not in schemes:
-        raise ConfigError(name, f"scheme must be one of {', '.join(schemes)}; got {value!r}")
+        raise ConfigError(name, f"scheme must be one of {', '.join(schemes)}; got {shown!r}")
     if parts.scheme in ("http", "https", "redis", "rediss") and not parts.hostname:
-        raise ConfigError(name, f"no host in {value!r}")
+        raise ConfigError(name, f"no host in {shown!r}")
     try:
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        raise ConfigError(name, f"malformed port in {value!r}") from None
+        raise ConfigError(name, f"malformed port in {shown!r}") from None
+    return value
+
+
+def env_token(name: str, *, conflicting_url: str = "") -> str:
+    """A bearer token: one line of visible ASCII, never echoed in an error; it cannot go with credentials
+    in ``conflicting_url`` (both would be the request's ``Authorization``)."""
+    value = env_str(name)
+    if not value:
+        return ""
+    if not all("!" <= char <= "~" for char in value):
+        raise ConfigError(name, "expected visible ASCII characters without spaces (the value is not shown)")
+    if "@" in urlsplit(conflicting_url).netloc:
+        raise ConfigError(name, "set, and the service URL carries credentials too; use one of the two")
     return value
 
 

@@ -24,6 +24,7 @@ from config.env import (
     env_rate,
     env_secret_key,
     env_str,
+    env_token,
     env_url,
 )
 
@@ -73,6 +74,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "stayy",
     "users",
+    # The demo third-party user service (manage.py demo_upstream); no models, no URLs.
+    "upstream_demo",
 ]
 
 MIDDLEWARE = [
@@ -259,6 +262,12 @@ SPECTACULAR_SETTINGS = {
 THIRD_PARTY_USERS_URL = env_url("THIRD_PARTY_USERS_URL", schemes=("http", "https"))
 THIRD_PARTY_USERS_CONNECT_TIMEOUT = env_float("THIRD_PARTY_USERS_CONNECT_TIMEOUT", 5.0, minimum=0.01)
 THIRD_PARTY_USERS_READ_TIMEOUT = env_float("THIRD_PARTY_USERS_READ_TIMEOUT", 30.0, minimum=0.01)
+# Every request ends by this deadline (connection, the wait and the whole body),
+# however slowly the answer trickles in; a page's body is read up to the cap.
+THIRD_PARTY_USERS_REQUEST_DEADLINE = env_float("THIRD_PARTY_USERS_REQUEST_DEADLINE", 60.0, minimum=0.01)
+THIRD_PARTY_USERS_MAX_PAGE_BYTES = env_int("THIRD_PARTY_USERS_MAX_PAGE_BYTES", 16 * 1024 * 1024, minimum=1024)
+# Sent as "Authorization: Bearer <token>"; credentials in the URL go as basic auth instead.
+THIRD_PARTY_USERS_TOKEN = env_token("THIRD_PARTY_USERS_TOKEN", conflicting_url=THIRD_PARTY_USERS_URL)
 # Retries of one page on connection errors, timeouts, 429 and 5xx; the waits
 # grow from BACKOFF (doubling, plus up to BACKOFF of jitter) to BACKOFF_MAX,
 # which also caps a server's Retry-After.

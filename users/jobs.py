@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 
+from stayy.runtime import activity
 from stayy.scheduling import JobContext, JobSkipped, job
-from users import services
+from users.services import accounts, sync
 
 
 @job("users.refresh_user_stats", every=30, timeout=20)
 def refresh_user_stats(ctx: JobContext) -> dict[str, int]:
     """Recompute the user stats and put them in the cache the stats endpoint reads."""
-    stats = services.user_stats_refresh()
+    stats = accounts.user_stats_refresh()
     return {"total": stats["total"], "active": stats["active"], "inactive": stats["inactive"]}
 
 
@@ -19,17 +22,20 @@ def refresh_user_stats(ctx: JobContext) -> dict[str, int]:
 
 
 @job("users.sync_third_party_users", every=300, timeout=600)
-def sync_third_party_users(ctx: JobContext) -> dict[str, int]:
+def sync_third_party_users(ctx: JobContext) -> dict[str, Any]:
     """Mirror new, changed and deleted users of the third-party user service (THIRD_PARTY_USERS_URL)."""
-    if not services.user_sync_configured():
+    if not sync.user_sync_configured():
         raise JobSkipped("THIRD_PARTY_USERS_URL is not set")
     # Between pages the run yields to the requests this process serves
-    # (THIRD_PARTY_USERS_SYNC_PAUSE); a cancel ends that wait at once.
-    counts = services.user_sync_from_upstream(
+    # (THIRD_PARTY_USERS_SYNC_PAUSE; a cancel ends that wait at once), and
+    # within a page its loops give way to the requests in flight.
+    counts = sync.user_sync_from_upstream(
         should_stop=lambda: ctx.cancelled,
         on_progress=ctx.report_progress,
-        pause=settings.THIRD_PARTY_USERS_SYNC_PAUSE,
+        # Only a process that serves requests has anyone to yield to (not runjobs).
+        pause=settings.THIRD_PARTY_USERS_SYNC_PAUSE if activity.serves_requests() else 0.0,
         wait=ctx.sleep,
+        give_way=activity.give_way,
     )
     # The sync returns normally when asked to stop; this records the run as cancelled.
     ctx.check()

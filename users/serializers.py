@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
-from stayy.api.representation import FastModelSerializer
+from stayy.representation import FastModelSerializer
 from users.models import User
 
 

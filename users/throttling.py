@@ -4,23 +4,21 @@ Only failures count (a client that signs in correctly is never slowed down);
 once ``AUTH_FAILURE_RATE`` failures fall in its window, every sign-in from that
 address, right or wrong, answers 429 with ``Retry-After`` until the oldest
 failure leaves the window. The history lives in Django's cache (Redis in
-production, so all workers and hosts share it). The cache is a safeguard,
-never a dependency: when it is unreachable the throttle lets requests through
-and logs it, instead of turning every sign-in into a 500.
+production, so all workers and hosts share it), kept through
+:mod:`users.services.accounts`. The cache is a safeguard, never a dependency:
+when it is unreachable the throttle lets requests through and logs it,
+instead of turning every sign-in into a 500.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from users.repository.cache import CACHE_ERRORS, breaker
-
-logger = logging.getLogger(__name__)
+from users.services import accounts
 
 
 class SignInFailureThrottle(SimpleRateThrottle):
@@ -51,18 +49,8 @@ class SignInFailureThrottle(SimpleRateThrottle):
     def _recent_failures(self, request: Request, view: Any) -> list[float] | None:
         """The failures still inside the window, newest first; ``None`` if the cache is unreachable."""
         self.key = self.get_cache_key(request, view)
-        if breaker.is_open():
-            return None
-        try:
-            history = self.cache.get(self.key, [])
-        except CACHE_ERRORS as exc:
-            breaker.trip()
-            logger.warning("sign-in throttle cache unreachable, letting the request through: %s", exc)
-            return None
         self.now = self.timer()
-        if not isinstance(history, list):
-            history = []
-        return [t for t in history if t > self.now - self.window]
+        return accounts.sign_in_failures_recent(key=self.key, since=self.now - self.window)
 
     def allow_request(self, request: Request, view: Any) -> bool:
         if not self.limit:
@@ -87,8 +75,5 @@ class SignInFailureThrottle(SimpleRateThrottle):
         if history is None:
             return
         self.history = [self.now, *history]
-        try:
-            self.cache.set(self.key, self.history, self.window)
-        except CACHE_ERRORS as exc:
-            breaker.trip()
-            logger.warning("sign-in throttle cache unreachable, failure not counted: %s", exc)
+        key = self.get_cache_key(request, view)
+        accounts.sign_in_failures_store(key=key, history=self.history, window=self.window)

@@ -31,7 +31,6 @@ from rest_framework.viewsets import GenericViewSet
 from config.permissions import StaffModelPermissions, StaffWith, SuperuserGuard
 from stayy import services as job_services
 from stayy.scheduling.registry import UnknownJob
-from users import services
 from users.filters import UserFilter
 from users.models import User
 from users.pagination import UserPagination
@@ -45,6 +44,7 @@ from users.serializers import (
     UserStatsSerializer,
     UserUpdateSerializer,
 )
+from users.services import accounts
 from users.throttling import SignInFailureThrottle
 
 SYNC_JOB_NAME = "users.sync_third_party_users"
@@ -102,7 +102,7 @@ class TokenObtainView(APIView):
         if not serializer.is_valid():
             SignInFailureThrottle().record_failure(request, self)
             raise ValidationError(serializer.errors)
-        token = services.auth_token_obtain(user=serializer.validated_data["user"])
+        token = accounts.auth_token_obtain(user=serializer.validated_data["user"])
         return Response(TokenSerializer({"token": token}).data)
 
     @extend_schema(
@@ -112,7 +112,7 @@ class TokenObtainView(APIView):
     )
     def delete(self, request: Request) -> Response:
         # TokenAuthentication put the caller's Token row in request.auth.
-        services.auth_token_revoke(key=request.auth.key)
+        accounts.auth_token_revoke(key=request.auth.key)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -139,7 +139,7 @@ class UserViewSet(GenericViewSet):
     lookup_value_regex = r"[^/]+"
 
     def get_queryset(self):
-        return services.user_list()
+        return accounts.user_list()
 
     def get_permissions(self) -> list[BasePermission]:
         if self.action in ("me", "stats"):
@@ -149,7 +149,7 @@ class UserViewSet(GenericViewSet):
         return [StaffModelPermissions(), SuperuserGuard()]
 
     def _user(self, pk: str) -> User:
-        user = services.user_get(user_id=int(pk)) if pk.isascii() and pk.isdigit() else None
+        user = accounts.user_get(user_id=int(pk)) if pk.isascii() and pk.isdigit() else None
         if user is None:
             raise NotFound("No user with this id.")
         return user
@@ -163,7 +163,7 @@ class UserViewSet(GenericViewSet):
         serializer = UserCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with service_errors_as_400():
-            user = services.user_create(**serializer.validated_data)
+            user = accounts.user_create(**serializer.validated_data)
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -175,13 +175,13 @@ class UserViewSet(GenericViewSet):
         serializer = UserUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with service_errors_as_400():
-            user = services.user_update(user=user, **serializer.validated_data)
+            user = accounts.user_update(user=user, **serializer.validated_data)
         return Response(UserSerializer(user).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
         user = self._user(pk)
         self.check_object_permissions(request, user)
-        services.user_deactivate(user=user)
+        accounts.user_deactivate(user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], summary="Your own profile", responses=UserSerializer)
@@ -198,13 +198,13 @@ class UserViewSet(GenericViewSet):
             serializer = ProfileUpdateSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             with service_errors_as_400():
-                user = services.user_profile_update(user=user, **serializer.validated_data)
+                user = accounts.user_profile_update(user=user, **serializer.validated_data)
         return Response(UserSerializer(user).data)
 
     @extend_schema(summary="User counts (cached, refreshed every 30 s)", responses=UserStatsSerializer)
     @action(detail=False, methods=["get"])
     def stats(self, request: Request) -> Response:
-        return Response(UserStatsSerializer(services.user_stats_get()).data)
+        return Response(UserStatsSerializer(accounts.user_stats_get()).data)
 
     @extend_schema(
         summary="Queue a sync from the third-party user service (staff)",

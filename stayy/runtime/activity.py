@@ -14,6 +14,9 @@ move on.
 In a process that serves no HTTP (``runjobs``, the shell, a standalone job
 server) nothing is ever in flight and a call costs one comparison. A request
 thread never waits on requests (its own would never end).
+:func:`serves_requests` tells whether this process serves HTTP at all (the
+middleware was loaded by a request handler), for work that paces itself only
+where requests could be waiting.
 """
 
 from __future__ import annotations
@@ -33,6 +36,18 @@ MAX_WAIT = 0.02
 _changed = threading.Condition()
 _in_flight = 0
 _thread = threading.local()
+_serving = False
+
+
+def handler_loaded() -> None:
+    """A request handler with the middleware was built in this process: it serves HTTP from now on."""
+    global _serving
+    _serving = True
+
+
+def serves_requests() -> bool:
+    """Whether this process serves HTTP requests (a web worker, ``runserver``; not ``runjobs``)."""
+    return _serving
 
 
 def request_started() -> None:

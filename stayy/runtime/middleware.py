@@ -12,6 +12,7 @@ from stayy.runtime import activity
 class RequestActivityMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
+        activity.handler_loaded()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         activity.request_started()

@@ -141,11 +141,14 @@ def test_with_the_cache_unreachable_sign_ins_still_work(plain_user, rate, caplog
             "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
         }
     }
-    with override_settings(CACHES=unreachable), caplog.at_level(logging.WARNING, logger="users.throttling"):
+    with (
+        override_settings(CACHES=unreachable),
+        caplog.at_level(logging.WARNING, logger="users.repository.cache"),
+    ):
         with pytest.raises(RedisError):  # the cache really is down
             cache.get("anything")
         assert [post(BAD).status_code for _ in range(4)] == [400] * 4
         assert post(GOOD).status_code == 200
 
-    warnings = [r.getMessage() for r in caplog.records if r.name == "users.throttling"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "users.repository.cache"]
     assert warnings and all("cache unreachable" in message for message in warnings)

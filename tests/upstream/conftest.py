@@ -146,7 +146,7 @@ def _fast_retries(settings: Any) -> None:
 
 
 class FaultPlan:
-    """The demo upstream's fault plan (see ``users/upstream_demo/faults.py``)."""
+    """The demo upstream's fault plan (see ``upstream_demo/faults.py``)."""
 
     def __init__(self, url: str) -> None:
         self.url = f"{url}/v1/_admin/faults"

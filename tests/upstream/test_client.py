@@ -15,7 +15,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from users.repository import upstream
+from users.repository import upstream, upstream_http
 from users.repository.upstream import ChangesPage, UpstreamError, UpstreamStopped, UpstreamUser
 
 GOOD_PAGE = json.dumps(
@@ -79,7 +79,7 @@ def test_the_client_is_shared_and_rebuilt_after_a_fork_or_a_new_url(settings, mo
     assert str(first.base_url) == "http://upstream-a.example"
 
     parent_pid = os.getpid()
-    monkeypatch.setattr(upstream.os, "getpid", lambda: parent_pid + 1)
+    monkeypatch.setattr(upstream_http.os, "getpid", lambda: parent_pid + 1)
     in_child = upstream.get_client()
     assert in_child is not first
     # The parent still owns the inherited client's sockets: it must stay open.

@@ -21,10 +21,10 @@ from stayy.scheduling.triggers import IntervalSchedule
 from tests.jobs.support import run_manage, run_rows, subprocess_env, wait_until
 from tests.support import PROJECT_DIR
 from tests.upstream.conftest import cancel_after_first_page, resize, sync_job_context
-from users import services
 from users.jobs import sync_third_party_users
 from users.models import SyncCursor, User
 from users.repository import sync_state, upstream
+from users.services import sync as sync_service
 
 JOB = "users.sync_third_party_users"
 
@@ -131,13 +131,13 @@ def test_a_run_killed_mid_run_loses_and_skips_nothing(upstream_url, faults):
     faults()
 
     # Exactly the users before the stored cursor are mirrored: the cursor moved with its page.
-    stored = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    stored = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     first_missing = int(upstream.fetch_changes(cursor=stored, limit=1).users[0].id[1:])
     assert first_missing < JOB_USERS, "killed after the last page: the test proves nothing"
     before = {f"u{index:06d}" for index in range(1, first_missing) if index % 50}
     assert set(User.objects.values_list("external_id", flat=True)) == before
 
-    result = services.user_sync_from_upstream(should_stop=lambda: False)
+    result = sync_service.user_sync_from_upstream(should_stop=lambda: False)
 
     assert result["created"] == JOB_LIVE_USERS - len(before)
     assert result["rejected"] == result["updated"] == 0
@@ -192,9 +192,12 @@ def test_runjobs_run_on_a_terminal_redraws_one_progress_line(upstream_url):
     assert code == 0, output
     status = rf"[|/\\-] {re.escape(JOB)} +[0-9.]+ s  (pages=\d+, created=\d+, [^\r\n\x1b]*)"
     assert re.findall(re.escape(REDRAW) + status, output) == [
-        "pages=1, created=489, updated=0, unchanged=10, deactivated=0, rejected=1",
-        "pages=2, created=979, updated=0, unchanged=20, deactivated=0, rejected=1",
-        "pages=3, created=1175, updated=0, unchanged=24, deactivated=0, rejected=1",
+        "pages=1, created=489, updated=0, unchanged=10, deactivated=0, rejected=1, "
+        "rejects=[{'id': 'u000007', 'reason': 'its email is used by another user'}]",
+        "pages=2, created=979, updated=0, unchanged=20, deactivated=0, rejected=1, "
+        "rejects=[{'id': 'u000007', 'reason': 'its email is used by another user'}]",
+        "pages=3, created=1175, updated=0, unchanged=24, deactivated=0, rejected=1, "
+        "rejects=[{'id': 'u000007', 'reason': 'its email is used by another user'}]",
     ]
     assert "progress:" not in output
     # What the terminal shows: each line as the last redraw on it left it.
@@ -215,7 +218,15 @@ def test_runjobs_run_prints_plain_lines_and_the_summary_reaches_the_api_and_the_
     result = run_manage("runjobs", "--run", JOB, env=job_env(upstream_url), timeout=90)
 
     assert result.returncode == 0, result.stderr
-    summary = {"pages": 3, "created": 1175, "updated": 0, "unchanged": 24, "deactivated": 0, "rejected": 1}
+    summary = {
+        "pages": 3,
+        "created": 1175,
+        "updated": 0,
+        "unchanged": 24,
+        "deactivated": 0,
+        "rejected": 1,
+        "rejects": [{"id": "u000007", "reason": "its email is used by another user"}],
+    }
     progress = [line for line in result.stdout.splitlines() if line.startswith("progress: ")]
     assert progress[-1] == "progress: " + ", ".join(f"{key}={value}" for key, value in summary.items())
     assert [line.split(", ")[0] for line in progress] == [

@@ -17,6 +17,9 @@ DEFAULTS = {
     "THIRD_PARTY_USERS_BACKOFF": 0.5,
     "THIRD_PARTY_USERS_BACKOFF_MAX": 30.0,
     "THIRD_PARTY_USERS_SYNC_PAUSE": 5.0,
+    "THIRD_PARTY_USERS_REQUEST_DEADLINE": 60.0,
+    "THIRD_PARTY_USERS_MAX_PAGE_BYTES": 16 * 1024 * 1024,
+    "THIRD_PARTY_USERS_TOKEN": "",
 }
 
 
@@ -48,10 +51,14 @@ def test_values_from_the_environment():
         THIRD_PARTY_USERS_BACKOFF="0",
         THIRD_PARTY_USERS_BACKOFF_MAX="60",
         THIRD_PARTY_USERS_SYNC_PAUSE="0",
+        THIRD_PARTY_USERS_REQUEST_DEADLINE="2.5",
+        THIRD_PARTY_USERS_MAX_PAGE_BYTES="65536",
+        THIRD_PARTY_USERS_TOKEN="abc.DEF-123",
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == str([2.0, 12.5, 0, 0.0, 60.0, 0.0])
+    expected = [2.0, 12.5, 0, 0.0, 60.0, 0.0, 2.5, 65536, "abc.DEF-123"]
+    assert result.stdout.strip().splitlines()[-1] == str(expected)
 
 
 @pytest.mark.parametrize(
@@ -65,6 +72,9 @@ def test_values_from_the_environment():
         ("THIRD_PARTY_USERS_BACKOFF_MAX", "inf", "finite"),
         ("THIRD_PARTY_USERS_SYNC_PAUSE", "-1", "at least 0"),
         ("THIRD_PARTY_USERS_SYNC_PAUSE", "a bit", "expected a number"),
+        ("THIRD_PARTY_USERS_REQUEST_DEADLINE", "0", "at least 0.01"),
+        ("THIRD_PARTY_USERS_MAX_PAGE_BYTES", "100", "at least 1024"),
+        ("THIRD_PARTY_USERS_TOKEN", "two words", "visible ASCII"),
     ],
 )
 def test_a_bad_value_stops_manage_py_with_one_line(name, value, detail):
@@ -79,3 +89,32 @@ def test_a_bad_value_stops_manage_py_with_one_line(name, value, detail):
 
     assert result.returncode != 0
     assert_one_line_naming(result.stderr, name, detail)
+
+
+def test_credentials_of_a_bad_url_are_masked_in_the_startup_error():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=env_with(THIRD_PARTY_USERS_URL="ftp://ann:pa55word@upstream.example"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert_one_line_naming(result.stderr, "THIRD_PARTY_USERS_URL", "ftp://***@upstream.example")
+    assert "pa55word" not in result.stderr
+
+
+def test_a_token_and_credentials_in_the_url_are_refused_together():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=env_with(THIRD_PARTY_USERS_URL="https://ann:pa55@upstream.example", THIRD_PARTY_USERS_TOKEN="t"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert_one_line_naming(result.stderr, "THIRD_PARTY_USERS_TOKEN", "credentials too")

@@ -10,9 +10,9 @@ import pytest
 from django.db import IntegrityError, connection
 
 from tests.upstream.conftest import DEMO_LIVE_USERS, DEMO_USERS, HTTP
-from users import services
 from users.models import SyncCursor, User
 from users.repository import sync_state, upstream
+from users.services import sync as sync_service
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db]
 
@@ -23,11 +23,18 @@ TOMBSTONES_PER_PAGE = PAGE_SIZE // 50
 def sync(**options) -> dict[str, int]:
     options.setdefault("should_stop", lambda: False)
     options.setdefault("page_size", PAGE_SIZE)
-    return services.user_sync_from_upstream(**options)
+    return sync_service.user_sync_from_upstream(**options)
 
 
-def counts(**nonzero: int) -> dict[str, int]:
-    return {key: nonzero.get(key, 0) for key in services.SYNC_COUNTERS}
+def counts(*, rejects: tuple[tuple[str, str], ...] = (), **nonzero: int) -> dict[str, object]:
+    """A run's summary: the counters, and the rejected records' ids and reasons if any."""
+    summary: dict[str, object] = {key: nonzero.get(key, 0) for key in sync_service.SYNC_COUNTERS}
+    if rejects:
+        summary["rejects"] = [{"id": external_id, "reason": reason} for external_id, reason in rejects]
+    return summary
+
+
+LOCAL_ID = "its external_id belongs to a local user"
 
 
 def mirror_stamps() -> dict[str, tuple[datetime, datetime | None]]:
@@ -63,7 +70,7 @@ def test_the_first_sync_mirrors_every_live_user(upstream_url):
     assert first.synced_at is not None
     assert not User.objects.filter(external_id="u000050").exists()
     end = HTTP.get(f"{upstream_url}/v1/users/changes", params={"limit": 1000}).json()["next_cursor"]
-    assert sync_state.get_cursor(services.SYNC_CURSOR_NAME) == end
+    assert sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME) == end
 
 
 def test_a_second_sync_fetches_nothing_and_writes_nothing(upstream_url):
@@ -77,7 +84,7 @@ def test_a_second_sync_fetches_nothing_and_writes_nothing(upstream_url):
 def test_a_full_resync_does_not_write_unchanged_users(upstream_url):
     sync()
     before = mirror_stamps()
-    sync_state.save_cursor(services.SYNC_CURSOR_NAME, "")
+    sync_state.save_cursor(sync_service.SYNC_CURSOR_NAME, "")
 
     assert sync() == counts(pages=5, unchanged=DEMO_USERS)
     assert mirror_stamps() == before
@@ -129,7 +136,15 @@ def test_local_users_are_never_touched(upstream_url, touch, caplog):
     result = sync()
 
     assert result == counts(
-        pages=5, created=DEMO_LIVE_USERS - 3, unchanged=DEMO_USERS - DEMO_LIVE_USERS, rejected=3
+        pages=5,
+        created=DEMO_LIVE_USERS - 3,
+        unchanged=DEMO_USERS - DEMO_LIVE_USERS,
+        rejected=3,
+        rejects=(
+            ("u000007", "its email is used by another user"),
+            ("u000009", LOCAL_ID),
+            ("u000011", "username ext-u000011 is used by another user"),
+        ),
     )
     assert list(User.objects.filter(source=User.Source.LOCAL).order_by("pk").values()) == snapshot
     assert list(User.objects.filter(external_id__in=["u000007", "u000009", "u000011"])) == [local[1]]
@@ -141,21 +156,29 @@ def test_local_users_are_never_touched(upstream_url, touch, caplog):
     ]
 
     touch(ids=["u000009"], deleted=True)
-    assert sync() == counts(pages=1, rejected=1)
+    assert sync() == counts(pages=1, rejected=1, rejects=(("u000009", LOCAL_ID),))
     assert list(User.objects.filter(source=User.Source.LOCAL).order_by("pk").values()) == snapshot
 
 
 def test_bad_records_are_counted_and_leave_the_mirror_as_it_was(upstream_url, touch):
     touch(ids=["u000005"], email="not-an-email")
     assert sync() == counts(
-        pages=5, created=DEMO_LIVE_USERS - 1, unchanged=DEMO_USERS - DEMO_LIVE_USERS, rejected=1
+        pages=5,
+        created=DEMO_LIVE_USERS - 1,
+        unchanged=DEMO_USERS - DEMO_LIVE_USERS,
+        rejected=1,
+        rejects=(("u000005", "invalid email"),),
     )
     assert not User.objects.filter(external_id="u000005").exists()
 
     touch(ids=["u000006"], email="USER000008@upstream.example")
     touch(ids=["u000012"], email="")
 
-    assert sync() == counts(pages=1, rejected=2)
+    assert sync() == counts(
+        pages=1,
+        rejected=2,
+        rejects=(("u000006", "its email is used by another user"), ("u000012", "no email")),
+    )
     assert (mirror("u000006").email, mirror("u000006").display_name) == (
         "user000006@upstream.example",
         "User 000006",
@@ -181,7 +204,7 @@ def test_stopping_between_pages_keeps_the_committed_pages_and_the_next_run_conti
     committed = 2 * (PAGE_SIZE - TOMBSTONES_PER_PAGE)
     assert first == counts(pages=2, created=committed, unchanged=2 * TOMBSTONES_PER_PAGE)
     assert User.objects.filter(source=User.Source.THIRD_PARTY).count() == committed
-    stored = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    stored = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     assert upstream.fetch_changes(cursor=stored, limit=1).users[0].id == f"u{2 * PAGE_SIZE + 1:06d}"
 
     second = sync()
@@ -210,16 +233,16 @@ def test_a_failing_page_rolls_back_together_with_its_cursor(upstream_url):
         sync()
 
     assert User.objects.filter(source=User.Source.THIRD_PARTY).count() == PAGE_SIZE - TOMBSTONES_PER_PAGE
-    stored = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    stored = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     assert upstream.fetch_changes(cursor=stored, limit=1).users[0].id == f"u{PAGE_SIZE + 1:06d}"
 
 
 def test_a_page_is_not_applied_when_another_sync_moved_the_cursor(upstream_url, monkeypatch):
     original = upstream.fetch_changes
 
-    def fetch_while_another_sync_commits(*, cursor, limit, should_stop):
-        page = original(cursor=cursor, limit=limit, should_stop=should_stop)
-        sync_state.save_cursor(services.SYNC_CURSOR_NAME, page.next_cursor)
+    def fetch_while_another_sync_commits(**options):
+        page = original(**options)
+        sync_state.save_cursor(sync_service.SYNC_CURSOR_NAME, page.next_cursor)
         return page
 
     monkeypatch.setattr(upstream, "fetch_changes", fetch_while_another_sync_commits)
@@ -243,7 +266,9 @@ def test_an_oversized_display_name_is_rejected_and_logged_with_the_upstream_id(u
     touch(ids=["u000003"], display_name="y" * 150)
     caplog.set_level(logging.WARNING, logger="users.sync")
 
-    assert sync() == counts(pages=1, updated=1, rejected=1)
+    assert sync() == counts(
+        pages=1, updated=1, rejected=1, rejects=(("u000002", "display_name longer than 150 characters"),)
+    )
     assert mirror("u000002").display_name == "User 000002"
     assert mirror("u000003").display_name == "y" * 150
     assert [record.getMessage() for record in caplog.records if " rejected: " in record.getMessage()] == [
@@ -254,12 +279,12 @@ def test_an_oversized_display_name_is_rejected_and_logged_with_the_upstream_id(u
 def test_replaying_pages_from_an_older_cursor_writes_nothing(upstream_url, touch):
     progress: list[dict[str, int]] = []
     sync(should_stop=lambda: len(progress) >= 2, on_progress=progress.append)
-    older = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    older = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     sync()
     touch(ids=["u000401"])
     sync()
     before = mirror_stamps()
-    sync_state.save_cursor(services.SYNC_CURSOR_NAME, older)
+    sync_state.save_cursor(sync_service.SYNC_CURSOR_NAME, older)
 
     # Pages 3 to 5 again (the touched user now at their end), all as they are here already.
     assert sync() == counts(pages=3, unchanged=3 * PAGE_SIZE)

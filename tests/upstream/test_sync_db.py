@@ -1,5 +1,5 @@
-"""The sync's page writes (``users.repository.sync_db``): new mirrors are stored exactly as given,
-whatever characters their values hold, in pages larger than one ``COPY`` chunk."""
+"""The sync's page writes (``users.repository.sync_db``, ``sync_copy``): new mirrors are stored exactly
+as given, whatever characters their values hold, in pages larger than one ``COPY`` chunk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from users.models import User
-from users.repository import sync_db
+from users.repository import sync_copy, sync_db
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +38,7 @@ def new_mirrors(count: int, *, awkward: bool) -> list[sync_db.NewMirror]:
 @BOTH
 @pytest.mark.parametrize("awkward", [False, True], ids=["plain values", "escaped characters"])
 def test_new_mirrors_are_stored_as_given(database, awkward):
-    count = sync_db.COPY_CHUNK_ROWS * 2 + 7  # three chunks, the last one short
+    count = sync_copy.COPY_CHUNK_ROWS * 2 + 7  # three chunks, the last one short
     mirrors = new_mirrors(count, awkward=awkward)
     now = timezone.now()
     with transaction.atomic():

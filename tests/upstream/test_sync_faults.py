@@ -12,9 +12,9 @@ import time
 import pytest
 
 from tests.upstream.conftest import DEMO_LIVE_USERS, DEMO_USERS
-from users import services
 from users.models import User
 from users.repository import cache, sync_state, upstream
+from users.services import sync as sync_service
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db]
 
@@ -27,11 +27,11 @@ TWO_PAGES_OK = {"fault": "ok", "times": 2}
 def sync(**options) -> dict[str, int]:
     options.setdefault("should_stop", lambda: False)
     options.setdefault("page_size", PAGE_SIZE)
-    return services.user_sync_from_upstream(**options)
+    return sync_service.user_sync_from_upstream(**options)
 
 
 def counts(**nonzero: int) -> dict[str, int]:
-    return {key: nonzero.get(key, 0) for key in services.SYNC_COUNTERS}
+    return {key: nonzero.get(key, 0) for key in sync_service.SYNC_COUNTERS}
 
 
 FULL_RUN = counts(pages=5, created=DEMO_LIVE_USERS, unchanged=DEMO_USERS - DEMO_LIVE_USERS)
@@ -47,7 +47,7 @@ def mirrored_ids() -> list[str]:
 
 def next_id_after_stored_cursor() -> str:
     """The first upstream user the stored cursor has not covered yet."""
-    stored = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    stored = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     return upstream.fetch_changes(cursor=stored, limit=1).users[0].id
 
 

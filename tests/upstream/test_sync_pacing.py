@@ -18,12 +18,12 @@ from stayy.observability.logcontext import RunLog, bind_run
 from stayy.runtime import activity
 from stayy.scheduling import JobCancelled
 from tests.jobs import give_way_urls
-from tests.jobs.support import wait_until
+from tests.jobs.support import run_manage, run_rows, subprocess_env, wait_until
 from tests.upstream.conftest import DEMO_LIVE_USERS, cancel_after_first_page, resize, sync_job_context
-from users import services
 from users.jobs import sync_third_party_users
 from users.models import SyncCursor, User
 from users.repository import sync_state, upstream
+from users.services import sync as sync_service, sync_records
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db]
 
@@ -34,7 +34,7 @@ PREFETCH_THREAD = "users-sync-prefetch"
 def sync(**options) -> dict[str, int]:
     options.setdefault("should_stop", lambda: False)
     options.setdefault("page_size", PAGE_SIZE)
-    return services.user_sync_from_upstream(**options)
+    return sync_service.user_sync_from_upstream(**options)
 
 
 def prefetch_threads() -> list[threading.Thread]:
@@ -46,7 +46,7 @@ def mirrored() -> int:
 
 
 def next_id_after_stored_cursor() -> str:
-    stored = sync_state.get_cursor(services.SYNC_CURSOR_NAME)
+    stored = sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME)
     return upstream.fetch_changes(cursor=stored, limit=1).users[0].id
 
 
@@ -83,7 +83,7 @@ def test_the_next_page_is_requested_before_the_current_one_is_reported(scripted_
     assert len(scripted_upstream.requests) == 3
     cursors = [line.split("cursor=")[-1].split(" ")[0] for line in scripted_upstream.requests[1:]]
     assert cursors == ["c1", "c2"]
-    assert sync_state.get_cursor(services.SYNC_CURSOR_NAME) == "c3"
+    assert sync_state.get_cursor(sync_service.SYNC_CURSOR_NAME) == "c3"
     assert not prefetch_threads()
 
 
@@ -170,7 +170,7 @@ def test_the_first_page_ever_creates_the_cursor_row(upstream_url):
 
     sync(page_size=1000)
 
-    row = SyncCursor.objects.get(name=services.SYNC_CURSOR_NAME)
+    row = SyncCursor.objects.get(name=sync_service.SYNC_CURSOR_NAME)
     assert row.cursor
     assert mirrored() == DEMO_LIVE_USERS
 
@@ -200,13 +200,13 @@ def burn_cpu(seconds: float) -> None:
 
 
 def test_the_wait_counts_the_cpu_the_pages_checks_took_in_the_prefetch_thread(upstream_url, monkeypatch):
-    check = services._sync_check
+    check = sync_records.record_check
 
     def slow_check(record):  # 100 records: 0.2 s of checks a page, far above applying it
         burn_cpu(0.002)
         return check(record)
 
-    monkeypatch.setattr(services, "_sync_check", slow_check)
+    monkeypatch.setattr(sync_records, "record_check", slow_check)
     waits: list[float] = []
     sync(pause=2.5, wait=lambda seconds: waits.append(seconds) or False)
 
@@ -250,7 +250,9 @@ def test_the_sync_gives_way_to_a_request_in_flight_and_its_pauses_leave_that_tim
     waited = activity.waited_seconds()
 
     with give_way_urls.request_held():
-        result = sync(pause=2.5, wait=lambda seconds: waits.append(seconds) or False)
+        result = sync(
+            pause=2.5, wait=lambda seconds: waits.append(seconds) or False, give_way=activity.give_way
+        )
         gave_way = activity.waited_seconds() - waited
 
     assert result["pages"] == 5
@@ -292,7 +294,7 @@ def test_a_stop_ends_the_default_wait_promptly(upstream_url):
 
 def test_a_negative_pause_is_refused():
     with pytest.raises(ValueError, match="pause"):
-        services.user_sync_from_upstream(should_stop=lambda: False, pause=-1)
+        sync_service.user_sync_from_upstream(should_stop=lambda: False, pause=-1)
 
 
 # --- the email check: Django's rules, cheaper ---
@@ -330,14 +332,21 @@ def test_the_sync_email_check_agrees_with_djangos(address):
         return True
 
     # Twice: the second answer comes from the kept domain verdicts.
-    assert verdict(services._sync_validate_email) == verdict(validate_email)
-    assert verdict(services._sync_validate_email) == verdict(validate_email)
+    assert verdict(sync_records.validate_email) == verdict(validate_email)
+    assert verdict(sync_records.validate_email) == verdict(validate_email)
 
 
 # --- the job: THIRD_PARTY_USERS_SYNC_PAUSE through the context's cooperative sleep ---
 
 
-def test_the_job_pauses_between_pages_with_the_context_sleep(upstream_url, settings):
+@pytest.fixture
+def serving_process(client):
+    """This process serves HTTP: a request went through the app's handler (its middleware loaded)."""
+    assert client.get("/healthz").status_code == 200
+    assert activity.serves_requests()
+
+
+def test_the_job_pauses_between_pages_with_the_context_sleep(upstream_url, settings, serving_process):
     settings.THIRD_PARTY_USERS_SYNC_PAUSE = 0.5
     resize(upstream_url, 1200)
     ctx = sync_job_context()
@@ -357,7 +366,7 @@ def test_the_job_pauses_between_pages_with_the_context_sleep(upstream_url, setti
     assert all(seconds > 0 for seconds in slept)
 
 
-def test_a_cancel_ends_the_jobs_pause_at_once(upstream_url, settings):
+def test_a_cancel_ends_the_jobs_pause_at_once(upstream_url, settings, serving_process):
     settings.THIRD_PARTY_USERS_SYNC_PAUSE = 100_000
     resize(upstream_url, 1200)
     ctx = sync_job_context()
@@ -370,3 +379,17 @@ def test_a_cancel_ends_the_jobs_pause_at_once(upstream_url, settings):
     assert time.monotonic() - started < 10
     assert ctx.summary["pages"] == 1
     assert not prefetch_threads()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True)
+def test_runjobs_run_serves_no_requests_and_never_pauses(upstream_url, settings):
+    resize(upstream_url, 1200)
+    env = subprocess_env(THIRD_PARTY_USERS_URL=upstream_url, THIRD_PARTY_USERS_SYNC_PAUSE="100000")
+
+    result = run_manage("runjobs", "--run", "users.sync_third_party_users", env=env, timeout=90)
+
+    # A pause of 100,000 times a page's cost after page 1 would outlast the timeout by far.
+    assert result.returncode == 0, result.stderr
+    (run,) = run_rows(job_name="users.sync_third_party_users")
+    assert run.summary["pages"] == 3

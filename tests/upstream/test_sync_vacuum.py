@@ -2,7 +2,7 @@
 
 PostgreSQL answers ``COUNT(*)`` from an index alone only on pages a vacuum
 marked all-visible; the sync's writes clear the mark, and its HOT updates
-never bring autovacuum (``users.repository.sync_db.mirrors_vacuum``). The
+never bring autovacuum (``users.repository.sync_vacuum.mirrors_vacuum``). The
 count's plan is read with ``EXPLAIN ANALYZE`` (sequential scans off, so that
 a table of 500 users is counted from an index as a large one is).
 """
@@ -14,9 +14,9 @@ import json
 import pytest
 from django.db import connection, transaction
 
-from users import services
 from users.models import User
-from users.repository import sync_db
+from users.repository import sync_vacuum
+from users.services import sync as sync_service
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -38,7 +38,7 @@ def count_heap_fetches() -> int:
 
 
 def sync() -> dict[str, int]:
-    return services.user_sync_from_upstream(should_stop=lambda: False)
+    return sync_service.user_sync_from_upstream(should_stop=lambda: False)
 
 
 def synced_and_vacuumed() -> None:
@@ -48,7 +48,7 @@ def synced_and_vacuumed() -> None:
     # asynchronously (a run that updated ends with a synchronous one), and this
     # local user's synchronous commit flushes theirs too.
     User.objects.create(username="local-flush", email="local-flush@example.org")
-    assert sync_db.mirrors_vacuum() is True
+    assert sync_vacuum.mirrors_vacuum() is True
     assert count_heap_fetches() == 0
 
 
@@ -57,7 +57,7 @@ def test_the_count_reads_no_table_page_after_a_sync_that_updated(upstream_url, t
     # The same kind of updates without the sync's vacuum leave the count reading the table.
     User.objects.filter(source=User.Source.THIRD_PARTY).update(display_name="changed here")
     assert count_heap_fetches() > 0
-    sync_db.mirrors_vacuum()
+    sync_vacuum.mirrors_vacuum()
     assert count_heap_fetches() == 0
 
     touch(share=0.2, seed=5)
@@ -69,7 +69,7 @@ def test_only_a_sync_that_updated_vacuums(upstream_url, touch, caplog):
     caplog.set_level("INFO", logger="users.sync")
     # New mirrors start autovacuum by their own count; deactivations' dead rows count.
     assert sync()["created"] > 0
-    assert sync() == dict.fromkeys(services.SYNC_COUNTERS, 0) | {"pages": 1}
+    assert sync() == dict.fromkeys(sync_service.SYNC_COUNTERS, 0) | {"pages": 1}
     touch(share=0.05, seed=2, deleted=True)
     assert sync()["deactivated"] > 0
     assert "vacuumed" not in caplog.text
@@ -85,7 +85,7 @@ def test_a_stopping_sync_leaves_the_vacuum_to_the_next_run(upstream_url, touch, 
     touch(share=0.5, seed=7)
     pages: list[int] = []
 
-    result = services.user_sync_from_upstream(
+    result = sync_service.user_sync_from_upstream(
         should_stop=lambda: bool(pages),
         on_progress=lambda counts: pages.append(counts["pages"]),
         page_size=100,
@@ -104,5 +104,5 @@ def test_inside_a_transaction_nothing_is_vacuumed(upstream_url, touch):
     touch(share=0.2, seed=5)
     with transaction.atomic():
         assert sync()["updated"] > 0
-        assert sync_db.mirrors_vacuum() is False
+        assert sync_vacuum.mirrors_vacuum() is False
     assert count_heap_fetches() > 0

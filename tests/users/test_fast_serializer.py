@@ -1,4 +1,4 @@
-"""FastModelSerializer (stayy/api/representation.py) answers exactly what DRF's ModelSerializer answers."""
+"""FastModelSerializer (stayy/representation.py) answers exactly what DRF's ModelSerializer answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from rest_framework import serializers
 
-from stayy.api.representation import FastModelSerializer
+from stayy.representation import FastModelSerializer
 from users.models import User
 from users.serializers import UserSerializer
 

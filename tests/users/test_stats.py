@@ -16,9 +16,9 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from users import services
 from users.models import User
 from users.repository import cache as stats_cache
+from users.services import accounts
 
 pytestmark = pytest.mark.django_db
 
@@ -65,14 +65,14 @@ def _counts(stats) -> dict:
 
 def test_compute_counts_everything_in_one_query(population):
     with CaptureQueriesContext(connection) as queries:
-        stats = services.user_stats_compute()
+        stats = accounts.user_stats_compute()
 
     assert _counts(stats) == EXPECTED
     assert len(queries) == 1
 
 
 def test_compute_on_an_empty_table_is_all_zeros():
-    stats = services.user_stats_compute()
+    stats = accounts.user_stats_compute()
 
     assert _counts(stats) == {
         "total": 0,
@@ -95,7 +95,7 @@ def test_endpoint_computes_on_a_miss_and_stores_the_result(user_client, populati
 
 
 def test_endpoint_serves_the_cached_stats_after_a_refresh(user_client, population):
-    refreshed = services.user_stats_refresh()
+    refreshed = accounts.user_stats_refresh()
     User.objects.create_user(username="late", email="late@example.com")
 
     with CaptureQueriesContext(connection) as queries:
@@ -110,7 +110,7 @@ def test_endpoint_serves_the_cached_stats_after_a_refresh(user_client, populatio
 
 @needs_redis
 def test_stats_round_trip_through_redis(population):
-    stats = services.user_stats_compute()
+    stats = accounts.user_stats_compute()
 
     assert stats_cache.stats_set(dict(stats), timeout=60) is True
     assert stats_cache.stats_get() == stats

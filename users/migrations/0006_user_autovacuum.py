@@ -12,7 +12,7 @@ that changed.
 The sync's own updates rarely reach that count: they are HOT, and their old
 versions are pruned as pages are read, which lowers the count of dead rows.
 So the sync also vacuums the table itself after a run that updated users
-(``users.repository.sync_db.mirrors_vacuum``).
+(``users.repository.sync_vacuum.mirrors_vacuum``).
 """
 
 from django.db import migrations

@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet, Value
 from django.db.models.functions import Lower
 from rest_framework.authtoken.models import Token
 
 from users.models import User
+
+
+class UniqueTaken(Exception):
+    """A write broke a unique constraint (an email or username taken meanwhile); nothing was written."""
 
 
 def user_queryset() -> QuerySet[User]:
@@ -44,20 +49,32 @@ def username_taken(username: str) -> bool:
 def user_insert(
     *, username: str, email: str, password: str | None, display_name: str, is_staff: bool
 ) -> User:
-    """Insert a local user; ``password=None`` stores an unusable password."""
-    return User.objects.create_user(
-        username=username,
-        email=email,
-        password=password,
-        display_name=display_name,
-        is_staff=is_staff,
-        source=User.Source.LOCAL,
-    )
+    """Insert a local user; ``password=None`` stores an unusable password.
+
+    Raises :class:`UniqueTaken` when the email or username was taken meanwhile.
+    """
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(
+                username=username,
+                email=email,
+                password=password,
+                display_name=display_name,
+                is_staff=is_staff,
+                source=User.Source.LOCAL,
+            )
+    except IntegrityError as exc:
+        raise UniqueTaken(str(exc)) from exc
 
 
 def user_save(user: User, *, fields: list[str]) -> None:
-    # update_fields skips auto_now columns unless they are named.
-    user.save(update_fields=[*fields, "updated_at"])
+    """Save the given fields; raises :class:`UniqueTaken` when the new email was taken meanwhile."""
+    try:
+        with transaction.atomic():
+            # update_fields skips auto_now columns unless they are named.
+            user.save(update_fields=[*fields, "updated_at"])
+    except IntegrityError as exc:
+        raise UniqueTaken(str(exc)) from exc
 
 
 def superuser_get_or_create(*, username: str, email: str, password: str) -> tuple[User, bool]:

@@ -1,6 +1,8 @@
 """Database reads and writes of the upstream sync, batched per page of the change feed.
 
-Every write here is limited to ``source = third_party`` rows, so even a wrong
+:func:`page_write` runs one page in one transaction: the feed's cursor locked
+and checked, the page's state read, the caller's decisions written, the cursor
+moved on. Every write here is limited to ``source = third_party`` rows, so even a wrong
 decision upstream of this module cannot change a local account.
 
 A page costs a fixed number of statements, whatever its size: one lookup
@@ -8,26 +10,26 @@ A page costs a fixed number of statements, whatever its size: one lookup
 the email changes one by one (they must keep the feed's order for the unique
 email), one ``UPDATE`` for every other change, and one ``COPY`` of the new
 mirrors on PostgreSQL (``bulk_create`` elsewhere). Keys and changed rows
-travel as one JSON parameter, new rows as ``COPY`` text built here.
+travel as one JSON parameter, new rows as ``COPY`` text
+(:mod:`users.repository.sync_copy`).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Field
 from django.db.models.functions import Lower
 
-from stayy.runtime import activity
 from users.models import User
+from users.pacing import GiveWay, giving_way, never
+from users.repository import sync_state
+from users.repository.sync_copy import NewMirror, mirrors_create
 
 # The settings of a page's transaction (SET LOCAL: they end with it),
 # sent with the page's lookup (:func:`page_state`), which comes first in it.
@@ -70,17 +72,11 @@ class Mirror:
     email: str
     display_name: str
     is_active: bool
+    #: ``lower(email)`` as the database computes it (the unique index's expression).
+    email_key: str
 
 
 _MIRROR_FIELDS = ("id", "external_id", "source", "email", "display_name", "is_active")
-
-
-@dataclass(frozen=True)
-class NewMirror:
-    external_id: str
-    username: str
-    email: str
-    display_name: str
 
 
 @dataclass(frozen=True)
@@ -99,19 +95,66 @@ class PageWrites:
 
     changes: list[MirrorChange] = field(default_factory=list)
     creates: list[NewMirror] = field(default_factory=list)
+    #: Commit this page synchronously (:func:`page_commit_durably`).
+    durable: bool = False
 
 
 @dataclass
 class PageState:
-    """What the database holds for one page: mirrors by external id, email holders, usernames in use."""
+    """What the database holds for one page: mirrors by external id, email holders, usernames in use,
+    and the key of each of the page's emails."""
 
     mirrors: dict[str, Mirror]
     email_owners: dict[str, set[int]]
     usernames_taken: set[str]
+    #: Each email of the page → ``lower(email)`` as the database computes it.
+    email_keys: dict[str, str]
+
+
+class CursorMoved(Exception):
+    """The feed's stored cursor is no longer the one the page was fetched from (another sync moved it)."""
+
+
+def page_write(
+    *,
+    feed: str,
+    cursor: str,
+    next_cursor: str,
+    external_ids: Collection[str],
+    emails: Collection[str],
+    usernames: Collection[str],
+    decide: Callable[[PageState], PageWrites],
+    synced_at: datetime,
+    give_way: GiveWay = never,
+) -> PageWrites:
+    """Apply one page of the feed ``feed`` in one transaction; returns what ``decide`` wrote.
+
+    The feed's cursor row is locked first (concurrent syncs queue up there) and
+    must still be ``cursor``, the position the page was fetched from, else
+    :class:`CursorMoved` is raised and nothing is written. Then the page's
+    state is read (:func:`page_state`), ``decide(state)`` turns it into writes,
+    they are run (:func:`page_apply`) and the cursor is moved to
+    ``next_cursor``: the page and its position commit together.
+    """
+    with transaction.atomic():
+        if sync_state.lock_cursor(feed) != cursor:
+            raise CursorMoved(f"the cursor of {feed!r} was moved by another sync")
+        state = page_state(external_ids=external_ids, emails=emails, usernames=usernames, give_way=give_way)
+        writes = decide(state)
+        page_apply(writes, synced_at=synced_at, give_way=give_way)
+        if next_cursor != cursor:
+            sync_state.advance_cursor(feed, next_cursor)
+        if writes.durable:
+            page_commit_durably()
+    return writes
 
 
 def page_state(
-    *, external_ids: Collection[str], emails: Collection[str], usernames: Collection[str]
+    *,
+    external_ids: Collection[str],
+    emails: Collection[str],
+    usernames: Collection[str],
+    give_way: GiveWay = never,
 ) -> PageState:
     """The state a page's decisions need, in one round trip on PostgreSQL.
 
@@ -119,21 +162,30 @@ def page_state(
     for the rest of it (``STEER_PAGE``): :func:`page_apply` follows in the same
     transaction.
 
-    ``email_owners`` maps a lower-cased email to the ids of the users holding
-    it, for the lower-cased ``emails``: case-insensitive like the rest of the
-    app (``db.email_taken``), since mail servers treat ``Ann@x.org`` and
+    Emails are compared the way the unique index ``users_user_email_ci_unique``
+    compares them, by the database's ``lower(email)`` (not Python's
+    ``str.lower()``, which folds more characters than PostgreSQL's or SQLite's
+    ``lower()``): ``email_keys`` maps each of ``emails`` to that key,
+    ``email_owners`` a key to the ids of the users holding it, and each mirror
+    carries its own email's key. Case-insensitive like the rest of the app
+    (``db.email_taken``), since mail servers treat ``Ann@x.org`` and
     ``ann@x.org`` as one address.
+
+    Every key must be text the database can store (no NUL, no lone
+    surrogate): the sync checks its records before their keys come here.
     """
-    state = PageState(mirrors={}, email_owners={}, usernames_taken=set())
+    state = PageState(mirrors={}, email_owners={}, usernames_taken=set(), email_keys={})
     if connection.vendor == "postgresql":
         rows: Any = _page_rows_postgresql(list(external_ids), list(emails), list(usernames))
     else:
-        rows = _page_rows_orm(external_ids, emails, usernames)
-    for kind, pk, key, source, email, display_name, is_active in activity.giving_way(rows):
+        rows = _page_rows_orm(external_ids, list(emails), usernames)
+    for kind, pk, key, source, email, display_name, is_active, email_key in giving_way(rows, give_way):
         if kind == "m":
-            state.mirrors[key] = Mirror(pk, key, source, email, display_name, is_active)
+            state.mirrors[key] = Mirror(pk, key, source, email, display_name, is_active, email_key)
         elif kind == "e":
             state.email_owners.setdefault(key, set()).add(pk)
+        elif kind == "k":
+            state.email_keys[key] = email_key
         else:
             state.usernames_taken.add(key)
     return state
@@ -148,16 +200,20 @@ def _page_rows_postgresql(external_ids: list[str], emails: list[str], usernames:
     table = f'"{User._meta.db_table}"'
     mirror_columns = ", ".join(col[name] for name in _MIRROR_FIELDS[2:])
 
-    def keys(position: int) -> str:
-        return f"ANY(ARRAY(SELECT jsonb_array_elements_text(%(keys)s::jsonb -> {position})))"
+    def elements(position: int) -> str:
+        return f"jsonb_array_elements_text(%(keys)s::jsonb -> {position})"
+
+    def keys(position: int, expression: str = "key") -> str:
+        return f"ANY(ARRAY(SELECT {expression} FROM {elements(position)} AS key))"
 
     sql = (
-        f"SELECT 'm', {col['id']}, {col['external_id']}, {mirror_columns} FROM {table}"
-        f" WHERE {col['external_id']} = {keys(0)}"
-        f" UNION ALL SELECT 'e', {col['id']}, lower({col['email']}), NULL, NULL, NULL, NULL FROM {table}"
-        f" WHERE lower({col['email']}) = {keys(1)}"
-        f" UNION ALL SELECT 'u', {col['id']}, {col['username']}, NULL, NULL, NULL, NULL FROM {table}"
-        f" WHERE {col['username']} = {keys(2)}"
+        f"SELECT 'm', {col['id']}, {col['external_id']}, {mirror_columns}, lower({col['email']})"
+        f" FROM {table} WHERE {col['external_id']} = {keys(0)}"
+        f" UNION ALL SELECT 'e', {col['id']}, lower({col['email']}), NULL, NULL, NULL, NULL, NULL"
+        f" FROM {table} WHERE lower({col['email']}) = {keys(1, 'lower(key)')}"
+        f" UNION ALL SELECT 'u', {col['id']}, {col['username']}, NULL, NULL, NULL, NULL, NULL"
+        f" FROM {table} WHERE {col['username']} = {keys(2)}"
+        f" UNION ALL SELECT 'k', NULL, key, NULL, NULL, NULL, NULL, lower(key) FROM {elements(1)} AS key"
     )
     with connection.cursor() as cursor:
         # Several statements in one round trip (Django's psycopg cursor binds on the client).
@@ -167,52 +223,34 @@ def _page_rows_postgresql(external_ids: list[str], emails: list[str], usernames:
         return cursor.fetchall()
 
 
-def _page_rows_orm(external_ids: Collection[str], emails: Collection[str], usernames: Collection[str]) -> Any:
-    mirrors = User.objects.filter(external_id__in=external_ids).values_list(*_MIRROR_FIELDS)
+def _page_rows_orm(external_ids: Collection[str], emails: list[str], usernames: Collection[str]) -> Any:
+    email_keys = dict(zip(emails, _lower(emails), strict=True))
+    mirrors = (
+        User.objects.filter(external_id__in=external_ids)
+        .annotate(email_lower=Lower("email"))
+        .values_list(*_MIRROR_FIELDS, "email_lower")
+    )
     owners = (
         User.objects.annotate(email_lower=Lower("email"))
-        .filter(email_lower__in=emails)
+        .filter(email_lower__in=set(email_keys.values()))
         .values_list("pk", "email_lower")
     )
     taken = User.objects.filter(username__in=usernames).values_list("pk", "username")
     yield from (("m", *row) for row in mirrors)
-    yield from (("e", pk, email, None, None, None, None) for pk, email in owners)
-    yield from (("u", pk, username, None, None, None, None) for pk, username in taken)
+    yield from (("e", pk, email, None, None, None, None, None) for pk, email in owners)
+    yield from (("u", pk, username, None, None, None, None, None) for pk, username in taken)
+    yield from (("k", None, email, None, None, None, None, key) for email, key in email_keys.items())
 
 
-def mirrors_vacuum() -> bool:
-    """Vacuum the users table after a sync updated it (PostgreSQL, outside a transaction); ``True`` if run.
-
-    The user list counts with ``COUNT(*)``, which PostgreSQL answers from an
-    index alone only on pages a vacuum marked all-visible, and each row the
-    sync writes clears that mark on its page: 2,000 changed mirrors touch most
-    pages of a 100,000-user table, and each list request's count then reads the
-    heap (15.3 ms against 9-10 ms, measured). Autovacuum does not come for
-    updates: the sync's are HOT, PostgreSQL prunes their old versions as it
-    reads the pages, and the count of dead rows that starts autovacuum stays
-    low (1,665 HOT updates left 145 counted, measured), so the pages stayed
-    unmarked for as long as was watched. (Inserts start autovacuum by their
-    own count, and deactivations change an indexed column, so their dead rows
-    count.) A vacuum visits only the unmarked
-    pages and skips the indexes while they hold few dead entries;
-    ``TRUNCATE false`` keeps it from taking the lock that would stop reads
-    while it cuts empty pages off the table's end.
-
-    A vacuum marks a page all-visible only once the commits of its rows are
-    on disk, and the pages' transactions commit asynchronously (``STEER_PAGE``):
-    a run's last page commits synchronously (:func:`page_commit_durably`),
-    which flushes the log of every page before it too. After a run that
-    stopped early the last pages may stay unmarked until the next run's
-    vacuum (a vacuum right after asynchronous commits marked no page, measured).
-
-    A vacuum cannot run inside a transaction: in one (a caller's atomic
-    block, a test's), nothing is done and ``False`` returned.
-    """
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        return False
+def _lower(texts: list[str]) -> list[str]:
+    """The database's ``lower()`` of each text (a few hundred per statement)."""
+    lowered: list[str] = []
     with connection.cursor() as cursor:
-        cursor.execute(f'VACUUM (TRUNCATE false) "{User._meta.db_table}"')
-    return True
+        for start in range(0, len(texts), 500):
+            chunk = texts[start : start + 500]
+            cursor.execute("SELECT " + ", ".join(["lower(%s)"] * len(chunk)), chunk)
+            lowered.extend(cursor.fetchone() or ())
+    return lowered
 
 
 def page_commit_durably() -> None:
@@ -220,14 +258,14 @@ def page_commit_durably() -> None:
 
     Its commit waits until the log is on disk up to it, and so up to every
     asynchronous commit before it: the vacuum after the run can then mark
-    the pages all-visible (:func:`mirrors_vacuum`).
+    the pages all-visible (:func:`users.repository.sync_vacuum.mirrors_vacuum`).
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = on")
 
 
-def page_apply(writes: PageWrites, *, synced_at: datetime) -> None:
+def page_apply(writes: PageWrites, *, synced_at: datetime, give_way: GiveWay = never) -> None:
     """Run a page's writes inside the caller's transaction, after :func:`page_state` in it.
 
     Email changes go first and one by one in the feed's order: one may free
@@ -240,7 +278,7 @@ def page_apply(writes: PageWrites, *, synced_at: datetime) -> None:
     for change in in_order:
         _mirrors_change([change], synced_at=synced_at)
     _mirrors_change(batch, synced_at=synced_at)
-    _mirrors_create(writes.creates, synced_at=synced_at)
+    mirrors_create(writes.creates, synced_at=synced_at, give_way=give_way)
 
 
 def _mirrors_change(changes: list[MirrorChange], *, synced_at: datetime) -> None:
@@ -284,119 +322,3 @@ def _column(name: str) -> str:
     """The quoted column of a ``User`` field, for the hand-written statements of PostgreSQL."""
     column = cast("Field[Any, Any]", User._meta.get_field(name)).column
     return f'"{column}"'
-
-
-def unusable_passwords(count: int) -> list[str]:
-    """What ``set_unusable_password()`` stores, ``count`` times, from one ``urandom`` call.
-
-    Django draws each of the 40 random characters with its own ``choice()``:
-    over a quarter of a first sync's time went there (profiled). Only the ``!`` prefix
-    matters to Django; the random rest keeps every row different.
-    """
-    random = secrets.token_urlsafe(30 * count)
-    return [UNUSABLE_PASSWORD_PREFIX + random[40 * index : 40 * index + 40] for index in range(count)]
-
-
-def _mirrors_create(mirrors: list[NewMirror], *, synced_at: datetime) -> None:
-    """Insert new mirrors: active, without a usable password, every other field at its model default."""
-    if not mirrors:
-        return
-    if connection.vendor != "postgresql":
-        passwords = unusable_passwords(len(mirrors))
-        User.objects.bulk_create(
-            [
-                _new_user(mirror, synced_at, password)
-                for mirror, password in zip(mirrors, passwords, strict=True)
-            ]
-        )
-        return
-    # COPY, not INSERT: no statement of 500 x 17 placeholders to build, send and parse.
-    # The rows are written as COPY text by hand, from one %-format line with the
-    # constant fields filled in once: psycopg's write_row() cost 21 us a row in
-    # this process (profiled), a fifth of a first sync's CPU here, and escaping
-    # each value with str.translate() 9 us more.
-    fields = [f for f in User._meta.concrete_fields if not f.primary_key]
-    template = {f.attname: f.get_default() for f in fields}
-    template.update(
-        source=User.Source.THIRD_PARTY.value,
-        is_active=True,
-        synced_at=synced_at,
-        created_at=synced_at,
-        updated_at=synced_at,
-        date_joined=synced_at,
-    )
-    line = "\t".join(
-        f"%({f.attname})s" if f.attname in _PER_ROW else _copy_text(template[f.attname]).replace("%", "%%")
-        for f in fields
-    )
-    escape = _needs_escaping(mirrors)
-    passwords = unusable_passwords(len(mirrors))
-    columns = ", ".join(f'"{f.column}"' for f in fields)
-    with connection.cursor() as cursor:
-        raw: Any = cursor.cursor  # psycopg's cursor, under Django's wrapper
-        with raw.copy(f'COPY "{User._meta.db_table}" ({columns}) FROM STDIN') as copy:
-            # Sent in chunks: PostgreSQL inserts a chunk (into the table and its indexes)
-            # while the next one is built here.
-            for start in range(0, len(mirrors), COPY_CHUNK_ROWS):
-                lines = []
-                for mirror, password in zip(
-                    mirrors[start : start + COPY_CHUNK_ROWS],
-                    passwords[start : start + COPY_CHUNK_ROWS],
-                    strict=True,
-                ):
-                    row = {**vars(mirror), "password": password}  # base64: never escaped
-                    if escape:
-                        row.update((name, row[name].translate(_COPY_ESCAPES)) for name in _PER_ROW[:-1])
-                    lines.append(line % row)
-                copy.write("\n".join(lines) + "\n")
-                activity.give_way()
-
-
-#: Rows of new mirrors per ``COPY`` write.
-COPY_CHUNK_ROWS = 100
-
-
-#: The columns of a new mirror's COPY row that differ per row (the fields of NewMirror, then the password).
-_PER_ROW = ("username", "email", "display_name", "external_id", "password")
-
-
-def _needs_escaping(mirrors: list[NewMirror]) -> bool:
-    """Whether any value of the page holds a character COPY's text format escapes (rarely: the
-    whole page is checked at once, then each value is escaped only if so)."""
-    text = "".join(
-        itertools.chain.from_iterable(
-            (mirror.username, mirror.email, mirror.display_name, mirror.external_id) for mirror in mirrors
-        )
-    )
-    return "\\" in text or not text.isprintable()
-
-
-# COPY's text format escapes these four characters; \N is NULL.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: object) -> str:
-    """A value of a new mirror's row in COPY's text format (the types the user fields' defaults have)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.isoformat()
-    raise TypeError(f"no COPY text form for {value!r} (a new field's default?)")
-
-
-def _new_user(mirror: NewMirror, synced_at: datetime, password: str) -> User:
-    return User(
-        username=mirror.username,
-        email=mirror.email,
-        display_name=mirror.display_name,
-        external_id=mirror.external_id,
-        source=User.Source.THIRD_PARTY,
-        synced_at=synced_at,
-        password=password,
-    )

@@ -1,23 +1,23 @@
 """Client of the third-party user service (contract: docs/upstream.md); all network I/O of the users app.
 
-One pooled ``httpx.Client`` per process, created on first use so that nothing
-is opened in a gunicorn master before it forks, and rebuilt when the process
-id, ``THIRD_PARTY_USERS_URL`` or a timeout changes. Responses are parsed into
-typed records here, so the rest of the app never sees raw JSON.
+Each request goes through :mod:`users.repository.upstream_http` (one pooled
+client per process, a deadline per request, a byte cap per page, credentials
+kept out of every URL shown). Responses are parsed into typed records here,
+so the rest of the app never sees raw JSON; a page that breaks the contract
+(malformed, or more records than ``limit``) is an :class:`UpstreamError`.
 
-Failures that a repeat may cure (connection errors, timeouts, HTTP 429 and
-5xx) are retried by tenacity with exponential backoff and jitter, or after the
-server's ``Retry-After``; every wait is capped and ends early when the
-caller's ``should_stop()`` turns true. Anything else is an
-:class:`UpstreamError` at once.
+Failures that a repeat may cure (connection errors, timeouts, a request past
+its deadline, HTTP 429 and 5xx) are retried by tenacity with exponential
+backoff and jitter, or after the server's ``Retry-After``; every wait is
+capped and ends early when the caller's ``should_stop()`` turns true, which
+also cuts a transfer short. Anything else is an :class:`UpstreamError` at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +29,13 @@ import httpx
 import tenacity
 from django.conf import settings
 
-from stayy.runtime import activity
+from users.pacing import GiveWay, giving_way, never
+from users.repository import upstream_http
+from users.repository.upstream_http import STOP_POLL_SECONDS
 
 logger = logging.getLogger(__name__)
 
 CHANGES_PATH = "/v1/users/changes"
-# How often a retry wait asks should_stop(): a cancelled job stops waiting within this.
-STOP_POLL_SECONDS = 0.05
 # Failures where a repeat of the (idempotent) GET may well succeed.
 _TRANSIENT_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
@@ -50,7 +50,7 @@ class UpstreamError(Exception):
 
 
 class UpstreamStopped(Exception):
-    """``should_stop()`` turned true while the client waited to retry; the page was not fetched."""
+    """``should_stop()`` turned true during a transfer or a wait to retry; the page was not fetched."""
 
 
 class _TransientError(UpstreamError):
@@ -81,60 +81,55 @@ class ChangesPage:
     has_more: bool
 
 
-_client: httpx.Client | None = None
-_client_key: tuple[int, str, float, float] | None = None
-_client_lock = threading.Lock()
-
-
 def get_client() -> httpx.Client:
     """The process-wide client for the configured base URL (raises :class:`UpstreamError` if unset)."""
-    global _client, _client_key
-    base_url = settings.THIRD_PARTY_USERS_URL
-    if not base_url:
-        raise UpstreamError("THIRD_PARTY_USERS_URL is not set")
-    connect, read = settings.THIRD_PARTY_USERS_CONNECT_TIMEOUT, settings.THIRD_PARTY_USERS_READ_TIMEOUT
-    key = (os.getpid(), base_url, connect, read)
-    with _client_lock:
-        if _client is None or _client_key != key:
-            # After a fork the inherited client shares its sockets with the
-            # parent: drop it without closing, the parent still uses them.
-            if _client is not None and _client_key is not None and _client_key[0] == key[0]:
-                _client.close()
-            _client = httpx.Client(
-                base_url=base_url,
-                timeout=httpx.Timeout(read, connect=connect),
-                headers={"Accept": "application/json"},
-            )
-            _client_key = key
-        return _client
+    try:
+        return upstream_http.get_client()
+    except ValueError as exc:
+        raise UpstreamError(str(exc)) from None
 
 
-def fetch_changes(*, cursor: str, limit: int, should_stop: Callable[[], bool] = lambda: False) -> ChangesPage:
+def fetch_changes(
+    *,
+    cursor: str,
+    limit: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    give_way: GiveWay = never,
+) -> ChangesPage:
     """One page of the change feed after ``cursor`` ("" = from the beginning).
 
+    Parsing the records calls ``give_way()`` between small batches of them.
+
     Raises :class:`UpstreamError` (naming the URL and, if there was one, the
-    HTTP status) when the page cannot be had, and :class:`UpstreamStopped`
-    when ``should_stop()`` turned true during a wait between attempts.
+    HTTP status) when the page cannot be had or breaks the contract, and
+    :class:`UpstreamStopped` when ``should_stop()`` turned true during a
+    transfer or a wait between attempts.
     """
     client = get_client()
     params: dict[str, str | int] = {"limit": limit}
     if cursor:
         params["cursor"] = cursor
     request = client.build_request("GET", CHANGES_PATH, params=params)
-    response = _send_with_retries(client, request, should_stop=should_stop)
+    url = upstream_http.shown_url(request.url)
+    answer = _send_with_retries(request, url=url, should_stop=should_stop)
     try:
-        return _parse_page(response.json())
-    except (ValueError, TypeError, KeyError) as exc:
+        page = _parse_page(json.loads(answer.body), give_way)
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise UpstreamError(
-            f"GET {request.url} returned a malformed page: {exc}",
-            url=str(request.url),
-            status=response.status_code,
+            f"GET {url} returned a malformed page: {exc}", url=url, status=answer.status
         ) from None
+    if len(page.users) > limit:
+        raise UpstreamError(
+            f"GET {url} returned {len(page.users)} users, more than the limit of {limit} it asked for",
+            url=url,
+            status=answer.status,
+        )
+    return page
 
 
 def _send_with_retries(
-    client: httpx.Client, request: httpx.Request, *, should_stop: Callable[[], bool]
-) -> httpx.Response:
+    request: httpx.Request, *, url: str, should_stop: Callable[[], bool]
+) -> upstream_http.Answer:
     max_retries: int = settings.THIRD_PARTY_USERS_MAX_RETRIES
     base: float = settings.THIRD_PARTY_USERS_BACKOFF
     cap: float = settings.THIRD_PARTY_USERS_BACKOFF_MAX
@@ -149,7 +144,7 @@ def _send_with_retries(
         reraise=True,
     )
     try:
-        return retrying(_send_once, client, request)
+        return retrying(_send_once, request, url=url, should_stop=should_stop)
     except _TransientError as exc:
         attempts = max_retries + 1
         raise UpstreamError(
@@ -159,25 +154,36 @@ def _send_with_retries(
         ) from exc
 
 
-def _send_once(client: httpx.Client, request: httpx.Request) -> httpx.Response:
-    url = str(request.url)
+def _send_once(request: httpx.Request, *, url: str, should_stop: Callable[[], bool]) -> upstream_http.Answer:
     try:
-        response = client.send(request)
+        answer = upstream_http.exchange(request, should_stop=should_stop)
+    except upstream_http.TransferStopped:
+        raise UpstreamStopped("stopped during a transfer from the user service") from None
+    except upstream_http.DeadlineExceeded:
+        deadline = settings.THIRD_PARTY_USERS_REQUEST_DEADLINE
+        raise _TransientError(
+            f"GET {url} did not complete within {deadline:g} s (THIRD_PARTY_USERS_REQUEST_DEADLINE)", url=url
+        ) from None
+    except upstream_http.BodyTooLarge as exc:
+        raise UpstreamError(
+            f"GET {url} answered a page too large: {exc} (THIRD_PARTY_USERS_MAX_PAGE_BYTES)", url=url
+        ) from None
     except _TRANSIENT_TRANSPORT as exc:
         raise _TransientError(f"GET {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
     except httpx.HTTPError as exc:
         raise UpstreamError(f"GET {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
-    if response.is_success:
-        return response
-    message = f"GET {url} returned HTTP {response.status_code}: {response.text[:200]}"
-    if response.status_code == 429 or response.status_code >= 500:
+    if 200 <= answer.status < 300:
+        return answer
+    text = answer.body[:200].decode("utf-8", "replace")
+    message = f"GET {url} returned HTTP {answer.status}: {text}"
+    if answer.status == 429 or answer.status >= 500:
         raise _TransientError(
             message,
             url=url,
-            status=response.status_code,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            status=answer.status,
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
         )
-    raise UpstreamError(message, url=url, status=response.status_code)
+    raise UpstreamError(message, url=url, status=answer.status)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -241,7 +247,7 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     )
 
 
-def _parse_page(data: Any) -> ChangesPage:
+def _parse_page(data: Any, give_way: GiveWay) -> ChangesPage:
     if not isinstance(data, dict):
         raise TypeError("the body is not a JSON object")
     users, next_cursor, has_more = data["users"], data["next_cursor"], data["has_more"]
@@ -252,7 +258,7 @@ def _parse_page(data: Any) -> ChangesPage:
     if not isinstance(has_more, bool):
         raise TypeError("has_more is not a boolean")
     return ChangesPage(
-        users=[_parse_user(item, position) for position, item in enumerate(activity.giving_way(users))],
+        users=[_parse_user(item, position) for position, item in enumerate(giving_way(users, give_way))],
         next_cursor=next_cursor,
         has_more=has_more,
     )

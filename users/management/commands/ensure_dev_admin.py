@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from users import services
+from users.services import accounts
 
 USERNAME = "admin"
 PASSWORD = "admin"
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"ensure_dev_admin refused: the database is {connection.vendor}, not the local SQLite file"
             )
-        _, created = services.user_ensure_superuser(username=USERNAME, email=EMAIL, password=PASSWORD)
+        _, created = accounts.user_ensure_superuser(username=USERNAME, email=EMAIL, password=PASSWORD)
         if created:
             self.stdout.write(f"Created superuser {USERNAME!r} with password {PASSWORD!r}.")
         else:

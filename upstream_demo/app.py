@@ -8,9 +8,11 @@ Endpoints:
   optionally ``"deleted": true|false`` and, with ids, ``"email": "..."`` and
   ``"display_name": "..."``).
 * ``POST /v1/_admin/faults``: set the faults the feed injects (see
-  :mod:`users.upstream_demo.faults`); ``GET`` shows them and what was served.
+  :mod:`upstream_demo.faults`); ``GET`` shows them and what was served.
 * ``POST /v1/_admin/reset``: back to the generated data set (optionally
-  ``{"users": N}`` for another size) and no faults.
+  ``{"users": N}`` for another size), no faults and no token; with
+  ``{"token": "..."}`` the feed answers 401 unless a request carries
+  ``Authorization: Bearer <token>``.
 
 The cursor is the urlsafe base64 (unpadded) of ``{"t": <microseconds>, "id": <id>}``
 of the last user returned; clients must treat it as opaque.
@@ -22,13 +24,13 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from users.upstream_demo.dataset import MAX_USERS, Dataset, FeedKey, UnknownUsers
-from users.upstream_demo.faults import Fault, Faults, InvalidFaults, parse_plan
+from upstream_demo.dataset import MAX_USERS, Dataset, FeedKey, UnknownUsers
+from upstream_demo.faults import Fault, Faults, InvalidFaults, parse_plan
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
@@ -91,6 +93,7 @@ class DemoUpstream:
     def __init__(self, dataset: Dataset, faults: Faults | None = None) -> None:
         self.dataset = dataset
         self.faults = faults or Faults()
+        self.token = ""
         self._routes: dict[str, dict[str, Handler]] = {
             FEED_PATH: {"GET": self._changes},
             "/v1/_admin/touch": {"POST": self._touch},
@@ -118,8 +121,12 @@ class DemoUpstream:
         except BadRequest as exc:
             return _json(start_response, 400, {"error": exc.code, "message": exc.message})
 
-    def _changes_with_faults(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    def _changes_with_faults(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """The feed as the fault plan wants this request answered."""
+        if self.token and environ.get("HTTP_AUTHORIZATION") != f"Bearer {self.token}":
+            return _json(
+                start_response, 401, {"error": "unauthorized", "message": "a bearer token is required"}
+            )
         fault, delay = self.faults.take()
         kind = fault.fault if fault is not None else "page"
         if fault is not None and kind == "slow":
@@ -128,9 +135,16 @@ class DemoUpstream:
         if fault is not None and kind in ("error", "throttle", "drop"):
             return _fault_answer(start_response, fault)
         try:
-            payload = self._changes(environ)
+            oversize = (fault.users or 0) if fault is not None and kind == "oversize" else None
+            payload = self._changes(environ, oversize=oversize)
         except BadRequest as exc:
             return _json(start_response, 400, {"error": exc.code, "message": exc.message})
+        if kind == "trickle":
+            body = _encode(payload)
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return _trickle(body, fault.seconds if fault and fault.seconds is not None else 2.0)
         if kind == "malformed":
             bad_item = {"id": 42, "updated_at": "yesterday", "deleted": "no"}
             return _json(start_response, 200, {**payload, "users": [bad_item, *payload["users"]]})
@@ -139,9 +153,12 @@ class DemoUpstream:
             return _raw(start_response, 200, body[: len(body) // 2])
         return _json(start_response, 200, payload)
 
-    def _changes(self, environ: dict[str, Any]) -> dict[str, Any]:
+    def _changes(self, environ: dict[str, Any], *, oversize: int | None = None) -> dict[str, Any]:
+        """The page; with ``oversize``, that many records whatever the limit (0: ten times the limit)."""
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         limit = parse_limit(query.get("limit"))
+        if oversize is not None:
+            limit = oversize or limit * 10
         cursor = query.get("cursor", [""])[0]
         records, has_more = self.dataset.changes_after(decode_cursor(cursor), limit)
         return {
@@ -193,8 +210,12 @@ class DemoUpstream:
         count = body.get("users", self.dataset.count)
         if type(count) is not int or not 0 <= count <= MAX_USERS:
             raise BadRequest("invalid_body", f"users must be an integer from 0 to {MAX_USERS}")
+        token = body.get("token", "")
+        if not isinstance(token, str):
+            raise BadRequest("invalid_body", "token must be a string")
         self.dataset.reset(count)
         self.faults.set(parse_plan({}))
+        self.token = token
         return {"users": count}
 
     def _faults_get(self, environ: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +247,13 @@ def _read_json_object(environ: dict[str, Any], *, allow_empty: bool = False) -> 
     if not isinstance(body, dict):
         raise BadRequest("invalid_body", "body must be a JSON object")
     return body
+
+
+def _trickle(body: bytes, seconds: float) -> Iterator[bytes]:
+    """The body one byte every ``seconds`` (wsgiref sends each piece at once); ends when the client leaves."""
+    for index in range(len(body)):
+        time.sleep(seconds)
+        yield body[index : index + 1]
 
 
 def _fault_answer(start_response: StartResponse, fault: Fault) -> list[bytes]:

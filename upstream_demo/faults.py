@@ -14,6 +14,10 @@ reset of the data set. The kinds:
 * ``malformed``: answer 200 with a page whose first item has no valid id,
   ``updated_at`` or ``deleted`` (the contract fails the whole page).
 * ``drop``: close the connection without an answer.
+* ``oversize``: answer a page of ``users`` records (default ten times the
+  request's ``limit``), more than the request asked for.
+* ``trickle``: send the headers, then the page's body one byte every
+  ``seconds`` (default 2).
 * ``ok``: answer normally (to place a fault later in a run: two ``ok``, then
   ``error`` hits the third page).
 
@@ -27,7 +31,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-KINDS = ("error", "throttle", "slow", "truncate", "malformed", "drop", "ok")
+KINDS = ("error", "throttle", "slow", "truncate", "malformed", "drop", "oversize", "trickle", "ok")
 MAX_WAIT_SECONDS = 600.0
 
 
@@ -42,6 +46,7 @@ class Fault:
     status: int | None = None
     retry_after: str | None = None
     seconds: float | None = None
+    users: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -76,6 +81,8 @@ def _parse_fault(item: Any, position: int) -> Fault:
         "error": {"status"},
         "throttle": {"retry_after"},
         "slow": {"seconds"},
+        "trickle": {"seconds"},
+        "oversize": {"users"},
     }.get(kind, set())
     unknown = set(item) - allowed
     if unknown:
@@ -98,6 +105,13 @@ def _parse_fault(item: Any, position: int) -> Fault:
         fault.retry_after = retry_after
     elif kind == "slow":
         fault.seconds = _seconds(item.get("seconds", 1.0), f"{where}.seconds")
+    elif kind == "trickle":
+        fault.seconds = _seconds(item.get("seconds", 2.0), f"{where}.seconds")
+    elif kind == "oversize" and "users" in item:
+        users = item["users"]
+        if type(users) is not int or users < 1:
+            raise InvalidFaults(f"{where}.users must be a whole number of at least 1")
+        fault.users = users
     return fault
 
 

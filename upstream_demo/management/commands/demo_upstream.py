@@ -17,9 +17,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from users.upstream_demo.app import DemoUpstream
-from users.upstream_demo.dataset import MAX_USERS, Dataset
-from users.upstream_demo.faults import Faults, InvalidFaults, parse_plan
+from upstream_demo.app import DemoUpstream
+from upstream_demo.dataset import MAX_USERS, Dataset
+from upstream_demo.faults import Faults, InvalidFaults, parse_plan
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):

@@ -1,5 +1,0 @@
-"""A demo of the third-party user service: a deterministic data set behind the contract of docs/upstream.md.
-
-Run it with ``manage.py demo_upstream``; the tests start it as a real process.
-It is a stand-in for development and tests, never part of the served API.
-"""
