@@ -38,15 +38,15 @@ from users.repository.sync_copy import NewMirror, mirrors_create
 # pages per key. With the default random_page_cost (4, meant for spinning
 # disks) and a table that autovacuum has not analyzed yet (while a first sync
 # fills it), the planner prices 500 such lookups above a sequential scan and
-# scans: 30-50 ms a page at 50,000 users instead of 2-6 (measured).
+# scans the whole table for each page (bench/README.md, "Decisions").
 #
 # The batched UPDATE joins at most a page of rows to users by primary key. On
 # a table not analyzed yet (an incremental run right after a first sync) the
 # planner took the users table for a few rows and hashed all 98,000 mirrors
-# for each statement: 120-150 ms for 490 rows instead of a few (measured).
+# for each statement, many times the cost of the page's lookups.
 # A nested loop over the primary key is right for any page, so it is the only
 # join this statement may use, and its source condition is written so that no
-# index matches it (else the loop scanned the source index for each row: 4 s).
+# index matches it (else the loop scanned the source index for each row).
 # No other statement of a page joins.
 #
 # The page's commit does not wait for its WAL to reach the disk: the page and
@@ -194,7 +194,7 @@ def page_state(
 def _page_rows_postgresql(external_ids: list[str], emails: list[str], usernames: list[str]) -> Any:
     # The keys travel as one JSON text, not as arrays or IN (...) lists: Django's
     # psycopg cursor binds on the client, where turning 3 x 500 strings into
-    # array literals took 5 ms a page (measured); json.dumps is C, and
+    # array literals costs far more than json.dumps, which is C; and
     # ANY(ARRAY(SELECT ...)) still looks each key up in its index.
     col = {name: _column(name) for name in (*_MIRROR_FIELDS, "username")}
     table = f'"{User._meta.db_table}"'

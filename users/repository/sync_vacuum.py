@@ -14,11 +14,11 @@ def mirrors_vacuum() -> bool:
     index alone only on pages a vacuum marked all-visible, and each row the
     sync writes clears that mark on its page: 2,000 changed mirrors touch most
     pages of a 100,000-user table, and each list request's count then reads the
-    heap (15.3 ms against 9-10 ms, measured). Autovacuum does not come for
+    heap, which slows the list (bench/README.md, "Decisions"). Autovacuum does not come for
     updates: the sync's are HOT, PostgreSQL prunes their old versions as it
     reads the pages, and the count of dead rows that starts autovacuum stays
-    low (1,665 HOT updates left 145 counted, measured), so the pages stayed
-    unmarked for as long as was watched. (Inserts start autovacuum by their
+    low (most HOT updates are never counted), so the pages stay
+    unmarked. (Inserts start autovacuum by their
     own count, and deactivations change an indexed column, so their dead rows
     count.) A vacuum visits only the unmarked
     pages and skips the indexes while they hold few dead entries;
@@ -30,7 +30,7 @@ def mirrors_vacuum() -> bool:
     a run's last page commits synchronously (``PageWrites.durable``),
     which flushes the log of every page before it too. After a run that
     stopped early the last pages may stay unmarked until the next run's
-    vacuum (a vacuum right after asynchronous commits marked no page, measured).
+    vacuum (a vacuum right after asynchronous commits marks no page).
 
     A vacuum cannot run inside a transaction: in one (a caller's atomic
     block, a test's), nothing is done and ``False`` returned.
