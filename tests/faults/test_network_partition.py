@@ -14,7 +14,8 @@ Checked:
   within the longest database wait (``tcp_user_timeout`` on the connection,
   then Django's one reconnect, ``connect_timeout``) plus a margin;
 * B leads within the lease TTL plus a margin; A starts no run after its lease
-  expired, nor leads again after the partition;
+  expired, nor leads again after the partition; A's leader ends its term, and
+  says so, within the lease TTL plus a margin;
 * after the partition A answers normally within ``connect_timeout`` plus a
   margin, and over the whole window every tick left one row and executed at
   most once, and no two runs of the slow job overlapped.
@@ -222,5 +223,12 @@ def test_an_instance_cut_off_from_its_servers_answers_and_hands_over(
     # After the partition A answers normally again.
     report.check(bool(after), "no request reached A after the partition")
     report.check(recovered_in <= connect_timeout + MARGIN, f"A answered normally {recovered_in:.1f} s late")
+
+    # A's leader knows its term is over once its lease can have expired, whatever call it is in.
+    report.check(
+        noticed is not None and noticed <= TTL + MARGIN,
+        f"A's leader said its term ended {noticed and round(noticed, 2)} s after the partition began "
+        f"(lease TTL {TTL:g} s)",
+    )
     print("\n" + report.text())
     assert report.ok, report.text()
