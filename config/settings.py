@@ -146,14 +146,16 @@ else:
     _database.setdefault("OPTIONS", {})
     _database["OPTIONS"].setdefault("connect_timeout", 5)
     # A silent network partition (packets dropped, no reset) ends a connection within
-    # about 10 s instead of the kernel's 15 minutes: unacknowledged data and keepalive
-    # probes give up after tcp_user_timeout. Any of these in DATABASE_URL's query wins.
+    # about 5 s instead of the kernel's 15 minutes: unacknowledged data and keepalive
+    # probes give up after tcp_user_timeout. A request on such a connection answers 503
+    # within tcp_user_timeout + connect_timeout (Django checks the connection, then
+    # reconnects once). Any of these in DATABASE_URL's query wins.
     for _option, _value in {
         "keepalives": 1,
         "keepalives_idle": 5,
         "keepalives_interval": 2,
         "keepalives_count": 3,
-        "tcp_user_timeout": 10_000,
+        "tcp_user_timeout": 5_000,
     }.items():
         _database["OPTIONS"].setdefault(_option, _value)
     # A session that stays inside a transaction without a statement for the stale

@@ -22,7 +22,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -160,15 +160,23 @@ class ServiceProcess:
 
 
 class Gunicorn(ServiceProcess):
-    """``gunicorn -c gunicorn.conf.py`` on a free port."""
+    """``gunicorn -c gunicorn.conf.py`` on a free port of ``host``; ``wrap`` may prefix its command
+    with one that execs it (``ip netns exec``: the pid stays gunicorn's)."""
 
-    def __init__(self, name: str, *, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        host: str = "127.0.0.1",
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
-        super().__init__(
-            name, [str(BIN_DIR / "gunicorn"), "-c", "gunicorn.conf.py"], env=env, log_path=log_path
-        )
+        self.url = f"http://{host}:{self.port}"
+        env = {**env, "GUNICORN_BIND": f"{host}:{self.port}"}
+        argv = [str(BIN_DIR / "gunicorn"), "-c", "gunicorn.conf.py"]
+        super().__init__(name, wrap(argv) if wrap else argv, env=env, log_path=log_path)
 
     def workers(self) -> set[int]:
         return {pid for pid in children(self.pid) if pid_alive(pid)}
@@ -237,11 +245,19 @@ class Cluster:
         env.update(extra)
         return env
 
-    def gunicorn(self, name: str, *, env: dict[str, str], workers: int) -> Gunicorn:
+    def gunicorn(
+        self,
+        name: str,
+        *,
+        env: dict[str, str],
+        workers: int,
+        host: str = "127.0.0.1",
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> Gunicorn:
         metrics_dir = self.tmp_path / f"metrics-{name}"
         metrics_dir.mkdir(exist_ok=True)
         env = {**env, "GUNICORN_WORKERS": str(workers), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-        process = Gunicorn(name, env=env, log_path=self.tmp_path / f"{name}.log")
+        process = Gunicorn(name, env=env, log_path=self.tmp_path / f"{name}.log", host=host, wrap=wrap)
         self.processes.append(process)
         return process
 

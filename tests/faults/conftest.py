@@ -4,10 +4,15 @@ The private PostgreSQL is initialised and its template database migrated
 once; each test gets a fresh copy of the template and a Redis of its own, so
 a test may stop, restart or hang them without touching the machine's shared
 servers. On failure the tail of every process's output is printed.
+
+``partitioned_rig`` adds a :mod:`~tests.faults.partition` network: its
+instance namespace reaches the private PostgreSQL and Redis at the host's
+address on that network, where both listen for the test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -15,8 +20,9 @@ from pathlib import Path
 import pytest
 from pytest_django.plugin import DjangoDbBlocker
 
+from tests.faults.partition import Partition, network_partition
 from tests.faults.rig import Rig, close_rig, open_rig, prepare_template
-from tests.faults.services import PostgresServer
+from tests.faults.services import PostgresServer, RedisServer
 
 _failed = pytest.StashKey[bool]()
 
@@ -44,6 +50,27 @@ def private_postgres(django_db_blocker: DjangoDbBlocker) -> Iterator[PostgresSer
         server.destroy()
 
 
+@contextlib.contextmanager
+def _open(
+    request: pytest.FixtureRequest,
+    postgres: PostgresServer,
+    django_db_blocker: DjangoDbBlocker,
+    workdir: Path,
+    redis: RedisServer | None = None,
+) -> Iterator[Rig]:
+    if not postgres.running():  # a failed test may have left it stopped
+        postgres.start()
+    with django_db_blocker.unblock():
+        rig = open_rig(postgres, workdir=workdir, redis=redis)
+        try:
+            yield rig
+        finally:
+            close_rig(rig)
+            if request.node.stash.get(_failed, True):
+                logs = rig.cluster.logs() + postgres.log_tail()
+                sys.stderr.write(f"--- output of the processes of {request.node.name} ---\n{logs}\n")
+
+
 @pytest.fixture
 def rig(
     request: pytest.FixtureRequest,
@@ -51,14 +78,23 @@ def rig(
     django_db_blocker: DjangoDbBlocker,
     tmp_path: Path,
 ) -> Iterator[Rig]:
-    if not private_postgres.running():  # a failed test may have left it stopped
-        private_postgres.start()
-    with django_db_blocker.unblock():
-        rig = open_rig(private_postgres, workdir=tmp_path)
-        try:
-            yield rig
-        finally:
-            close_rig(rig)
-            if request.node.stash.get(_failed, True):
-                logs = rig.cluster.logs() + private_postgres.log_tail()
-                sys.stderr.write(f"--- output of the processes of {request.node.name} ---\n{logs}\n")
+    with _open(request, private_postgres, django_db_blocker, tmp_path) as rig:
+        yield rig
+
+
+@pytest.fixture
+def partitioned_rig(
+    request: pytest.FixtureRequest,
+    private_postgres: PostgresServer,
+    django_db_blocker: DjangoDbBlocker,
+    tmp_path: Path,
+) -> Iterator[tuple[Rig, Partition]]:
+    """A rig whose servers the instance namespace of a :class:`Partition` reaches at its host address."""
+    with network_partition() as net:
+        if not private_postgres.running():
+            private_postgres.start()
+        with private_postgres.reachable_at(net.host_ip, clients=f"{net.instance_ip}/32"):
+            redis = RedisServer(tmp_path / "redis.log", addresses=(net.host_ip,))
+            redis.start()
+            with _open(request, private_postgres, django_db_blocker, tmp_path, redis) as rig:
+                yield rig, net

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -68,6 +69,8 @@ class PostgresServer:
 
     def __init__(self, *, port: int | None = None) -> None:
         self.port = port or free_port()
+        #: ``listen_addresses``; :meth:`reachable_at` adds one for a while.
+        self.listen: tuple[str, ...] = ("127.0.0.1",)
         self.root = Path(tempfile.mkdtemp(prefix="stayy-pg-"))
         self.data = self.root / "data"
         self.log_path = self.root / "postgres.log"
@@ -96,7 +99,7 @@ class PostgresServer:
 
     def _pg_ctl(self, *args: str, timeout: float = 60) -> None:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-p {self.port} -k {self.root} -c listen_addresses={','.join(self.listen)} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
@@ -115,6 +118,25 @@ class PostgresServer:
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
+    @contextlib.contextmanager
+    def reachable_at(self, address: str, *, clients: str) -> Iterator[None]:
+        """Also listen on ``address`` and trust connections from ``clients`` (a CIDR) there, for the
+        block; both changes restart the server, on entry and on exit."""
+        hba = self.data / "pg_hba.conf"
+        original = hba.read_text()
+        hba.write_text(f"{original}host all all {clients} trust\n")
+        self.stop()
+        self.listen = ("127.0.0.1", address)
+        try:
+            self.start()
+            yield
+        finally:
+            hba.write_text(original)
+            self.listen = ("127.0.0.1",)
+            if self.running():
+                self.stop()
+            self.start()
+
     def accepts(self) -> bool:
         try:
             with psycopg.connect(self.url("postgres"), connect_timeout=2):
@@ -122,8 +144,8 @@ class PostgresServer:
         except psycopg.OperationalError:
             return False
 
-    def url(self, database: str) -> str:
-        return f"postgres://{self.USER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, *, host: str = "127.0.0.1") -> str:
+        return f"postgres://{self.USER}@{host}:{self.port}/{database}"
 
     def execute(self, sql: str) -> None:
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as conn:
@@ -150,16 +172,26 @@ class PostgresServer:
 
 
 class RedisServer:
-    """A throwaway ``redis-server`` on a free port; it can be killed, hung (SIGSTOP) and restarted."""
+    """A throwaway ``redis-server`` on a free port; it can be killed, hung (SIGSTOP) and restarted.
 
-    def __init__(self, log_path: Path) -> None:
+    It listens on 127.0.0.1 and on any other ``addresses`` (see :meth:`url_at`); with those,
+    protected mode is off, as clients come from other addresses.
+    """
+
+    def __init__(self, log_path: Path, *, addresses: tuple[str, ...] = ()) -> None:
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = self.url_at("127.0.0.1")
+        self.addresses = ("127.0.0.1", *addresses)
         self.log_path = log_path
         self.popen: subprocess.Popen[bytes] | None = None
 
+    def url_at(self, address: str) -> str:
+        return f"redis://{address}:{self.port}/0"
+
     def start(self) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv = ["redis-server", "--port", str(self.port), "--bind", " ".join(self.addresses)]
+        if len(self.addresses) > 1:
+            argv += ["--protected-mode", "no"]
         argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
