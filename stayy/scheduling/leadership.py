@@ -11,13 +11,16 @@ A term holds for a TTL from the moment the last successful renewal was asked
 for, on this process's monotonic clock: a process that was stopped, or whose
 renewal hangs, stops leading by its own reckoning before the lease can expire
 for the others. A term that could not be renewed for two thirds of the TTL
-ends at once. The cluster's clock (:mod:`stayy.repository.clock`) is measured
-again at every renewal.
+ends at once; one whose loop is stuck in a call (a silent network partition)
+is ended by its timer when its time is up (:mod:`stayy.scheduling.timer`).
+The cluster's clock (:mod:`stayy.repository.clock`) is measured again at
+every renewal.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +59,7 @@ class Leadership:
         self._next_renew = 0.0
         self._holds_lease = False  # taken and not seen lost: released on the way out
         self._problem = ""
+        self._lock = threading.Lock()  # the term ends in this loop's thread or in its timer's
 
     def is_leader(self, term: Term | None = None) -> bool:
         """Whether this process leads now (in ``term``, if given) and its lease cannot have expired."""
@@ -105,12 +109,14 @@ class Leadership:
         self._next_renew = asked_at + self.ttl / 3
         self.clock.measure()
 
-    def step_down(self, why: str) -> None:
-        """End the term now; the lease is left to expire (or released by :meth:`release`)."""
-        if self.term is None:
-            return
-        self.term = None
-        self._valid_until = 0.0
+    def step_down(self, why: str, *, term: Term | None = None) -> None:
+        """End the term now (only ``term``, if given); the lease is left to expire (or released by
+        :meth:`release`). The timer of a term may call it from its own thread."""
+        with self._lock:
+            if self.term is None or (term is not None and term != self.term):
+                return
+            self.term = None
+            self._valid_until = 0.0
         metrics.set_leader(self.name, False)
         log = logger.info if why == "stopping" else logger.warning
         log("leadership of %s ended: %s", self.name, why)

@@ -185,7 +185,12 @@ class JobServer:
         self._specs = {spec.name: spec for spec in specs}
         now = self.clock.now()
         rows = catalog.sync_from_specs(specs, now=now)
-        timer = TickTimer(clock=self.clock.now, on_due=self._submit_tick)
+        timer = TickTimer(
+            clock=self.clock.now,
+            on_due=self._submit_tick,
+            holds=lambda: self.leadership.is_leader(term),
+            on_lapse=lambda: self.leadership.step_down("lease not renewed in time", term=term),
+        )
         for spec in specs:
             if spec.enabled:
                 # Ticks up to the job's jitter before now may not be due yet: the timer has them.

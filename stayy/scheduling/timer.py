@@ -7,6 +7,11 @@ newest due fire time, ``missed`` the older ones it passed while it could not
 run (the process was stopped, or the loop late), oldest first. The clock is
 a callable, so the leader can give the database's time instead of the host's.
 A job with a ``delay`` (its jitter) is due that much after each fire time.
+
+The timer lives as long as one leadership term and asks ``holds()`` each time
+it wakes (at least every second): a term whose lease ran out ends here, with
+``on_lapse()``, even while the leader's loop is stuck in a call to a database
+it cannot reach.
 """
 
 from __future__ import annotations
@@ -49,9 +54,19 @@ class _Entry:
 class TickTimer:
     """Fires the ticks of the jobs it holds until :meth:`stop`; :meth:`start` runs it in a thread."""
 
-    def __init__(self, *, clock: Callable[[], datetime], on_due: OnDue, name: str = "stayy-timer") -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime],
+        on_due: OnDue,
+        holds: Callable[[], bool] = lambda: True,
+        on_lapse: Callable[[], None] = lambda: None,
+        name: str = "stayy-timer",
+    ) -> None:
         self._clock = clock
         self._on_due = on_due
+        self._holds = holds
+        self._on_lapse = on_lapse
         self._name = name
         self._jobs: dict[str, _Entry] = {}
         self._lock = threading.Lock()
@@ -96,6 +111,10 @@ class TickTimer:
     def _run(self) -> None:
         while not self._stopped.is_set():
             self._wake.clear()  # before looking: a change made meanwhile wakes the wait below
+            if not self._holds():
+                self._stopped.set()
+                self._on_lapse()
+                return
             try:
                 wait = self.fire_due()
             except Exception:
