@@ -18,8 +18,9 @@ from django.utils import timezone
 class Job(models.Model):
     """One entry of the job catalog, as configured on the current leader.
 
-    Pause state lives here, not in APScheduler's job store, so it survives
-    restarts and leadership changes and can be set from any process.
+    Pause state and live edits live here, so they survive restarts and
+    leadership changes and can be set from any process; the leader applies
+    them within a second.
     """
 
     name = models.CharField(max_length=200, primary_key=True)
@@ -54,6 +55,13 @@ class Job(models.Model):
         ),
     )
     next_run_at = models.DateTimeField(null=True, blank=True)
+    edits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Options edited live (API, admin), in JOB_OVERRIDES' keys; they win over it and the code.",
+    )
+    edited_by = models.CharField(max_length=150, blank=True)
+    edited_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

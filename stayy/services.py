@@ -1,8 +1,13 @@
 """Business logic of the job runtime, shared by the API, the admin and the commands.
 
 Nothing here runs a job inside the caller: run-now is a queued run row that
-the current leader claims and executes; pause and resume are catalog states
-the leader applies within a second.
+the current leader claims and executes; pause, resume and live edits are
+catalog states the leader applies within a second.
+
+A job's options come from three places, each winning over the one before:
+its ``@job(...)`` declaration in code, ``JOB_OVERRIDES`` (read at startup),
+and edits made live through the API or the admin (stored in its catalog row,
+audited in the admin's history, kept across restarts until reset).
 """
 
 from __future__ import annotations
@@ -19,6 +24,19 @@ from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
 from stayy.repository import catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
+from stayy.scheduling.triggers import CronSchedule, InvalidSchedule
+
+#: The options an edit may change, in JOB_OVERRIDES' keys.
+EDITABLE = ("interval", "cron", "timezone", "enabled", "timeout", "retries", "overlap", "jitter")
+_SCHEDULE_KEYS = ("interval", "cron", "timezone")
+
+
+class InvalidEdit(Exception):
+    """An edit that cannot apply; ``errors`` maps each bad field to what is wrong with it."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem in errors.items()))
+        self.errors = errors
 
 
 def job_get(*, name: str) -> Job:
@@ -27,17 +45,139 @@ def job_get(*, name: str) -> Job:
 
 
 def job_list() -> list[Job]:
-    """Every registered job's catalog row, annotated with its last run (``last_run_*``)."""
+    """Every registered job's catalog row, annotated with its last run (``last_run_*``) and
+    ``schedule_source``."""
     for spec in registry.all_jobs():
         catalog.ensure(spec)
     registered = set(registry.job_names())
-    return [job for job in catalog.with_last_run() if job.name in registered]
+    return [_with_source(job) for job in catalog.with_last_run() if job.name in registered]
 
 
 def job_get_with_last_run(*, name: str) -> Job | None:
     """A registered job's catalog row annotated with its last run, like :func:`job_list` rows."""
     job_get(name=name)
-    return run_queries.job_with_last_run(name)
+    job = run_queries.job_with_last_run(name)
+    return _with_source(job) if job is not None else None
+
+
+def _with_source(job: Job) -> Job:
+    """Annotate ``schedule_source``: where the job's schedule comes from ("code", "env" or "edited")."""
+    if any(key in job.edits for key in _SCHEDULE_KEYS):
+        source = "edited"
+    elif any(key in stayy_settings.job_overrides.get(job.name, {}) for key in _SCHEDULE_KEYS):
+        source = "env"
+    else:
+        source = "code"
+    job.schedule_source = source  # type: ignore[attr-defined]
+    return job
+
+
+def job_edit(*, name: str, changes: dict[str, Any], user: Any) -> Job:
+    """Change a job's options live, on top of its code and ``JOB_OVERRIDES``; returns its row.
+
+    Raises :class:`InvalidEdit` naming each bad field, with the words ``JOB_OVERRIDES`` uses.
+    The leader applies the change within a second; the run in flight finishes, and the next tick
+    follows the new schedule.
+    """
+    base = registry.get(name)
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise InvalidEdit({key: f"cannot be edited; editable: {', '.join(EDITABLE)}" for key in unknown})
+    with catalog.locked(base) as job:
+        old = dict(job.edits)
+        edits = _merged(old, changes, base=base)
+        errors = _edit_errors(base, edits, changes)
+        if errors:
+            raise InvalidEdit(errors)
+        spec = registry.override_spec(base, edits)
+        message = "Edited " + "; ".join(
+            f"{key}: {_shown(old.get(key, _from(base, key)))} → {_shown(edits[key])}" for key in changes
+        )
+        catalog.save_edits(
+            job, edits=edits, spec=spec, by=user.get_username(), user_id=user.pk, message=message
+        )
+    return _job_or_gone(name)
+
+
+def job_reset(*, name: str, user: Any) -> Job:
+    """Drop a job's live edits: back to its code declaration plus ``JOB_OVERRIDES``."""
+    base = registry.get(name)
+    with catalog.locked(base) as job:
+        if job.edits:
+            dropped = ", ".join(f"{key}={_shown(value)}" for key, value in sorted(job.edits.items()))
+            message = f"Reset {dropped}"
+            catalog.save_edits(
+                job, edits={}, spec=base, by=user.get_username(), user_id=user.pk, message=message
+            )
+    return _job_or_gone(name)
+
+
+def job_effective_spec(*, name: str) -> registry.JobSpec:
+    """The job's spec with its live edits applied (raises :class:`registry.UnknownJob`)."""
+    return registry.edited(registry.get(name), catalog.edits_of(name))
+
+
+def _job_or_gone(name: str) -> Job:
+    job = job_get_with_last_run(name=name)
+    if job is None:  # deleted meanwhile
+        raise registry.UnknownJob(name)
+    return job
+
+
+def _merged(old: dict[str, Any], changes: dict[str, Any], *, base: registry.JobSpec) -> dict[str, Any]:
+    """The edits after ``changes``: an interval and a crontab line replace each other; a time zone
+    alone re-times the crontab line in force."""
+    edits = {**old, **changes}
+    if "interval" in changes:
+        edits.pop("cron", None)
+        edits.pop("timezone", None)
+    elif "cron" in changes:
+        edits.pop("interval", None)
+        if "timezone" not in changes:
+            edits.pop("timezone", None)
+    elif "timezone" in changes and "cron" not in edits and isinstance(base.schedule, CronSchedule):
+        edits["cron"] = base.schedule.expression
+    return edits
+
+
+def _edit_errors(base: registry.JobSpec, edits: dict[str, Any], changes: dict[str, Any]) -> dict[str, str]:
+    """Each changed field's problem, checked alone against ``base`` (schedule fields together)."""
+    errors: dict[str, str] = {}
+    for key in changes:
+        if key in _SCHEDULE_KEYS:
+            continue
+        try:
+            registry.override_spec(base, {key: edits[key]})
+        except InvalidSchedule as exc:
+            errors[key] = str(exc)
+    schedule = {key: edits[key] for key in _SCHEDULE_KEYS if key in edits}
+    if schedule and any(key in changes for key in _SCHEDULE_KEYS):
+        try:
+            registry.override_spec(base, schedule)
+        except InvalidSchedule as exc:
+            blamed = next(key for key in ("timezone", "cron", "interval") if key in changes)
+            if "timezone" in changes and len([k for k in _SCHEDULE_KEYS if k in changes]) > 1:
+                # Both changed: blame the time zone only if the line alone parses.
+                try:
+                    registry.override_spec(base, {k: v for k, v in schedule.items() if k != "timezone"})
+                except InvalidSchedule:
+                    blamed = "cron" if "cron" in changes else "interval"
+            errors[blamed] = str(exc)
+    return errors
+
+
+def _from(spec: registry.JobSpec, key: str) -> Any:
+    """The value of one option in ``spec``, in JOB_OVERRIDES' terms (for the audit's "old" side)."""
+    if key in _SCHEDULE_KEYS:
+        schedule = spec.schedule
+        if isinstance(schedule, CronSchedule):
+            return {"cron": schedule.expression, "timezone": schedule.timezone}.get(key)
+        return getattr(schedule, "seconds", None) if key == "interval" else None
+    return getattr(spec, key)
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is None else repr(value)
 
 
 def job_runs(*, name: str) -> QuerySet[JobRun]:
@@ -99,7 +239,7 @@ def job_run_in_process(
     ``on_hung(reason)`` is called (from another thread) if the handler is still executing
     ``JOB_SHUTDOWN_GRACE`` after its timeout; it must end the process.
     """
-    spec = registry.get(name)
+    spec = job_effective_spec(name=name)
     runner.reap_lost_runs()
     try:
         run = runs.create_started(job_name=name, trigger=JobRun.Trigger.COMMAND, forced=force)

@@ -54,6 +54,11 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     trigger = serializers.CharField(read_only=True, help_text="Machine form, e.g. 'interval:30'.")
     schedule = serializers.CharField(read_only=True, help_text="The trigger in words.")
     last_run = serializers.SerializerMethodField()
+    schedule_source = serializers.ChoiceField(
+        choices=["code", "env", "edited"],
+        read_only=True,
+        help_text="Where the schedule comes from: the code, JOB_OVERRIDES, or a live edit (which wins).",
+    )
     url = serializers.HyperlinkedIdentityField(view_name=f"{NAMESPACE}:job-detail", lookup_field="name")
 
     class Meta:
@@ -73,6 +78,10 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "enabled",
             "paused",
             "next_run_at",
+            "schedule_source",
+            "edits",
+            "edited_by",
+            "edited_at",
             "last_run",
             "url",
         ]
@@ -148,3 +157,33 @@ class RunRequestedSerializer(serializers.Serializer[Any]):
     run_id = serializers.IntegerField()
     status = serializers.CharField(help_text="Always 'queued': the leader has not claimed it yet.")
     url = serializers.URLField()
+
+
+class JobEditSerializer(serializers.Serializer):
+    """A live edit: any of the editable options, in JOB_OVERRIDES' keys and terms.
+
+    The values are checked by the job runtime with the same rules and words as ``JOB_OVERRIDES``;
+    here only the shape: a JSON object of known keys.
+    """
+
+    interval = serializers.JSONField(required=False, help_text="Seconds between ticks (a whole number).")
+    cron = serializers.JSONField(required=False, help_text="A 5-field crontab line.")
+    timezone = serializers.JSONField(required=False, help_text="IANA time zone of the crontab line.")
+    enabled = serializers.JSONField(required=False, help_text="true or false.")
+    timeout = serializers.JSONField(required=False, help_text="Seconds.")
+    retries = serializers.JSONField(required=False, help_text="0 to 100.")
+    overlap = serializers.JSONField(required=False, help_text="'skip' or 'queue'.")
+    jitter = serializers.JSONField(required=False, help_text="Seconds (0: none).")
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object of options."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            allowed = ", ".join(self.fields)
+            raise serializers.ValidationError(
+                {key: [f"This option cannot be edited; editable: {allowed}."] for key in unknown}
+            )
+        if not data:
+            raise serializers.ValidationError({"non_field_errors": ["Give at least one option to change."]})
+        return dict(data)

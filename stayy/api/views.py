@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -25,6 +25,7 @@ from config.permissions import StaffModelPermissions, StaffWith
 from stayy import services
 from stayy.api.serializers import (
     JobCatalogSerializer,
+    JobEditSerializer,
     JobRunDetailSerializer,
     JobRunSerializer,
     JobSerializer,
@@ -97,6 +98,47 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
     )
     def retrieve(self, request: Request, name: str) -> Response:
         return Response(self.get_serializer(_job_with_last_run(name)).data)
+
+    @extend_schema(
+        summary="Edit a job's schedule and options live",
+        parameters=[JOB_NAME],
+        description=(
+            "Any of interval, cron (with timezone), enabled, timeout, retries, overlap, jitter. Edits win "
+            "over JOB_OVERRIDES and the code, are stored and audited, and the leader applies them within "
+            "a second: the run in flight finishes, and the next tick follows the new schedule."
+        ),
+        request=JobEditSerializer,
+        responses={
+            200: JobSerializer,
+            400: OpenApiResponse(description="A bad value, naming the field."),
+            404: NOT_FOUND,
+        },
+    )
+    def partial_update(self, request: Request, name: str) -> Response:
+        edit = JobEditSerializer(data=request.data)
+        edit.is_valid(raise_exception=True)
+        try:
+            job = services.job_edit(name=name, changes=edit.validated_data, user=request.user)
+        except registry.UnknownJob as exc:
+            raise NotFound(str(exc)) from None
+        except services.InvalidEdit as exc:
+            raise ValidationError({field: [problem] for field, problem in exc.errors.items()}) from None
+        return Response(self.get_serializer(job).data)
+
+    @extend_schema(
+        summary="Drop a job's live edits",
+        parameters=[JOB_NAME],
+        description="Back to its code declaration plus JOB_OVERRIDES.",
+        request=None,
+        responses={200: JobSerializer, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def reset(self, request: Request, name: str) -> Response:
+        try:
+            job = services.job_reset(name=name, user=request.user)
+        except registry.UnknownJob as exc:
+            raise NotFound(str(exc)) from None
+        return Response(self.get_serializer(job).data)
 
     @extend_schema(
         summary="Run a job now, on the leader",

@@ -1,9 +1,15 @@
-"""The job catalog table: what the leader schedules, pause state, next run times."""
+"""The job catalog table: what the leader schedules, pause state, live edits, next run times."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
 from django.utils import timezone
 
 from stayy.models import Job
@@ -75,6 +81,65 @@ def schedule_since(name: str) -> datetime | None:
 
 def pause_states() -> dict[str, bool]:
     return dict(Job.objects.values_list("name", "paused"))
+
+
+def control_states() -> dict[str, tuple[bool, dict[str, Any]]]:
+    """What the leader follows from any process: each job's pause state and live edits."""
+    return {
+        name: (paused, edits or {})
+        for name, paused, edits in Job.objects.values_list("name", "paused", "edits")
+    }
+
+
+def all_edits() -> dict[str, dict[str, Any]]:
+    return {name: edits for name, edits in Job.objects.values_list("name", "edits") if edits}
+
+
+def edits_of(name: str) -> dict[str, Any]:
+    return Job.objects.filter(name=name).values_list("edits", flat=True).first() or {}
+
+
+@contextmanager
+def locked(spec: JobSpec) -> Iterator[Job]:
+    """The job's catalog row, locked for the transaction of the ``with`` block (created if missing)."""
+    with transaction.atomic():
+        ensure(spec)
+        yield Job.objects.select_for_update().get(name=spec.name)
+
+
+def save_edits(
+    job: Job, *, edits: dict[str, Any], spec: JobSpec, by: str, user_id: int | None, message: str
+) -> None:
+    """Store a job's live edits and the configuration they make, and audit it in the admin's history.
+
+    A changed trigger restarts ``schedule_since`` (ticks of the old schedule are not owed a run).
+    """
+    now = timezone.now()
+    fields = _spec_fields(spec)
+    if fields["trigger"] != job.trigger or (fields["enabled"] and not job.enabled):
+        job.schedule_since = now
+    for key, value in fields.items():
+        setattr(job, key, value)
+    job.edits = edits
+    job.edited_by = by if edits else ""
+    job.edited_at = now if edits else None
+    job.save()
+    if user_id is not None:
+        LogEntry.objects.log_actions(
+            user_id=user_id,
+            queryset=[job],
+            action_flag=CHANGE,
+            change_message=message,
+            single_object=True,
+        )
+
+
+def edit_history(name: str, *, limit: int = 20) -> list[LogEntry]:
+    """The newest audit entries of a job's edits (the admin history's rows)."""
+    content_type = ContentType.objects.get_for_model(Job)
+    return list(
+        LogEntry.objects.filter(content_type=content_type, object_id=name).order_by("-action_time")[:limit]
+    )
 
 
 def set_paused(name: str, *, paused: bool, by: str) -> None:

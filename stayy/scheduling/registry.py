@@ -3,7 +3,8 @@
 Like Zulip's ``@assign_queue``, declaring a job is one decorator in the app
 that owns it. ``JOB_OVERRIDES`` is applied on top at startup; an override for
 an unknown job or with an invalid value is a :class:`~config.env.ConfigError`
-naming the job.
+naming the job. Live edits (stored in the catalog) go on top of both, with the
+same keys and checks (:func:`edited`).
 
 Besides its schedule and limits a job has policies, the same in ``@job`` and
 in ``JOB_OVERRIDES``: ``overlap`` ("skip" a tick that finds the job running,
@@ -17,6 +18,7 @@ to that many seconds late, by an amount derived from the job and the tick).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -30,6 +32,8 @@ from config.env import ConfigError
 from stayy.conf import stayy_settings
 from stayy.scheduling.context import JobContext
 from stayy.scheduling.triggers import InvalidSchedule, Schedule, parse_schedule
+
+logger = logging.getLogger("stayy.jobs")
 
 Handler = Callable[[JobContext], Mapping[str, Any] | None]
 
@@ -221,6 +225,17 @@ def override_spec(spec: JobSpec, override: object) -> JobSpec:
         changes["misfire_grace"] = _positive_seconds(override["misfire_grace"], "misfire_grace")
     changes.update(_policies(override))
     return replace(spec, **changes)
+
+
+def edited(spec: JobSpec, edits: Mapping[str, Any] | None) -> JobSpec:
+    """``spec`` with the job's live edits on top; edits the code no longer admits are logged and left out."""
+    if not edits:
+        return spec
+    try:
+        return override_spec(spec, dict(edits))
+    except InvalidSchedule as exc:
+        logger.error("%s: its live edits no longer apply (%s); it runs as configured", spec.name, exc)
+        return spec
 
 
 def get(name: str) -> JobSpec:

@@ -313,7 +313,7 @@ def retry_later(run_id: int) -> None:
     if run is None or run.status not in RETRIED:
         return
     try:
-        spec = registry.get(run.job_name)
+        spec = registry.edited(registry.get(run.job_name), catalog.edits_of(run.job_name))
     except registry.UnknownJob:
         return
     attempt = run.attempt + 1

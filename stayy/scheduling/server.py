@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from django.db import DatabaseError, close_old_connections
 
@@ -69,6 +69,7 @@ class JobServer:
         self._thread: threading.Thread | None = None
         self._timer: TickTimer | None = None
         self._specs: dict[str, JobSpec] = {}
+        self._edits: dict[str, dict[str, Any]] = {}  # the live edits each spec was built with
         self._next_reap = 0.0
         self._next_publish = 0.0
         self._inflight: dict[tuple[str, datetime], threading.Thread] = {}  # ticks on their way to a claim
@@ -181,8 +182,10 @@ class JobServer:
                 raise
 
     def _begin_term(self, term: Term) -> None:
-        specs = registry.all_jobs()
+        edits = catalog.all_edits()
+        specs = [registry.edited(spec, edits.get(spec.name)) for spec in registry.all_jobs()]
         self._specs = {spec.name: spec for spec in specs}
+        self._edits = {spec.name: edits.get(spec.name, {}) for spec in specs}
         now = self.clock.now()
         rows = catalog.sync_from_specs(specs, now=now)
         timer = TickTimer(
@@ -273,7 +276,7 @@ class JobServer:
     def _dispatch_once(self) -> None:
         close_old_connections()
         now = time.monotonic()
-        self._apply_pauses()
+        self._apply_controls()
         self._start_queued_runs()
         if now >= self._next_reap:
             self._next_reap = now + REAP_INTERVAL
@@ -282,12 +285,18 @@ class JobServer:
             self._next_publish = now + max(1.0, stayy_settings.run_stale_after / 3)
             self._publish_next_runs()
 
-    def _apply_pauses(self) -> None:
+    def _apply_controls(self) -> None:
+        """Follow what any process may change: pause and resume, and live edits of the options."""
         timer = self._timer
         if timer is None:
             return
         changed = False
-        for name, paused in catalog.pause_states().items():
+        for name, (paused, edits) in catalog.control_states().items():
+            if name not in self._specs:
+                continue
+            if edits != self._edits.get(name, {}):
+                self._apply_edits(timer, name, edits, paused=paused)
+                changed = True
             if not timer.set_paused(name, paused):
                 continue
             changed = True
@@ -296,6 +305,30 @@ class JobServer:
             logger.info("%s %s", name, "paused" if paused else "resumed")
         if changed:
             self._publish_next_runs()
+
+    def _apply_edits(self, timer: TickTimer, name: str, edits: dict[str, Any], *, paused: bool) -> None:
+        """Run ``name`` with its new live edits from its next tick; a run in flight finishes as it is."""
+        old, spec = self._specs[name], registry.edited(registry.get(name), edits)
+        self._specs[name], self._edits[name] = spec, edits
+        now = self.clock.now()
+        row = catalog.sync_from_specs([spec], now=now)[name]
+        logger.info(
+            "%s: options edited live (%s); scheduled as %s", name, edits or "reset", spec.schedule.describe()
+        )
+        if (spec.schedule.key, spec.enabled, spec.jitter) == (old.schedule.key, old.enabled, old.jitter):
+            return
+        if not spec.enabled:
+            timer.remove(name)
+            return
+        # The new schedule's ticks count from when it was stored (by the edit), at most from now.
+        since = min(row.schedule_since or now, now)
+        timer.add(
+            name,
+            spec.schedule,
+            paused=paused,
+            now=since - timedelta(seconds=spec.jitter),
+            delay=spec.jitter_delay,
+        )
 
     def _start_queued_runs(self) -> None:
         for queued in runs.queued_runs():

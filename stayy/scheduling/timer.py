@@ -84,6 +84,17 @@ class TickTimer:
             self._jobs[name] = _Entry(trigger, None if paused else _next_after(trigger, now), paused, delay)
         self._wake.set()
 
+    def remove(self, name: str) -> None:
+        """Stop scheduling ``name`` (a tick already handed on is not recalled)."""
+        with self._lock:
+            self._jobs.pop(name, None)
+        self._wake.set()
+
+    def is_paused(self, name: str) -> bool:
+        with self._lock:
+            entry = self._jobs.get(name)
+            return entry is not None and entry.paused
+
     def set_paused(self, name: str, paused: bool) -> bool:
         """Pause or resume ``name`` (resumed, it ticks from the next fire time); ``True`` if it changed."""
         with self._lock:

@@ -34,6 +34,10 @@ JOB_KEYS = {
     "enabled",
     "paused",
     "next_run_at",
+    "schedule_source",
+    "edits",
+    "edited_by",
+    "edited_at",
     "last_run",
     "url",
 }

@@ -71,6 +71,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "token revoke": Endpoint("delete", "/api/auth/token/"),
     "jobs list": Endpoint("get", "/api/jobs/"),
     "job detail": Endpoint("get", f"/api/jobs/{JOB}/"),
+    "job edit": Endpoint("patch", f"/api/jobs/{JOB}/", {"overlap": "queue"}),
+    "job reset": Endpoint("post", f"/api/jobs/{JOB}/reset/"),
     "job runs": Endpoint("get", f"/api/jobs/{JOB}/runs/"),
     "job run detail": Endpoint("get", f"/api/jobs/{JOB}/runs/{{run}}/"),
     "job run now": Endpoint("post", f"/api/jobs/{JOB}/run/"),
@@ -92,7 +94,7 @@ ENDPOINTS: dict[str, Endpoint] = {
 # 403: signed in but not allowed; the admin redirects to its login (302).
 # The API asks staff for Django's model permissions, as the admin does: "staff"
 # holds none, "staff_view" the view permissions, "staff_change" view and change
-# (not add or delete). Run now, pause, resume and the sync need stayy.change_job.
+# (not add or delete). Run now, pause, resume, edits and the sync need stayy.change_job.
 # Docs are public (API_DOCS_PUBLIC on, the default); /metrics is guarded by its own token only.
 # fmt: off
 MATRIX: dict[str, tuple[int, int, int, int, int, int, int]] = {
@@ -110,6 +112,8 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int, int]] = {
     "token revoke":         (401,      204,  401,      204,   204,        204,          204),
     "jobs list":            (401,      403,  401,      403,   200,        200,          200),
     "job detail":           (401,      403,  401,      403,   200,        200,          200),
+    "job edit":             (401,      403,  401,      403,   403,        200,          200),
+    "job reset":            (401,      403,  401,      403,   403,        200,          200),
     "job runs":             (401,      403,  401,      403,   200,        200,          200),
     "job run detail":       (401,      403,  401,      403,   200,        200,          200),
     "job run now":          (401,      403,  401,      403,   403,        202,          202),
