@@ -62,7 +62,6 @@ ENV_READERS = {
     "env_list",
     "env_json_object",
     "env_url",
-    "env_rate",
     "env_proxy_ssl_header",
     "env_origins",
     "env_secret_key",
