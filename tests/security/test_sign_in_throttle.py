@@ -312,3 +312,44 @@ def test_concurrent_failures_stop_at_the_limit(plain_user, live_server, limits):
     assert 5 <= counted <= 5 + threads
     assert codes.count(429) >= threads * per_thread - counted
     assert send(GOOD) == 429
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db(transaction=True)
+def test_on_the_sqlite_default_concurrent_failures_count_and_lock(plain_user, live_server, limits):
+    """The SQLite default without Redis (``make run``): the limiter and its counts work the same."""
+    limits(30, per_address=1000)
+
+    def send(body: dict[str, str]) -> int:
+        request = urllib.request.Request(
+            live_server.url + TOKEN_URL,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    codes: list[int] = []
+    start = threading.Barrier(4)
+
+    def guess() -> None:
+        start.wait()
+        codes.extend(send(BAD) for _ in range(5))
+
+    workers = [threading.Thread(target=guess) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+
+    assert codes == [400] * 20
+    assert failures(username="plain") == 20
+    token = send(GOOD)
+    assert token == 200
+    limits(21)
+    assert send(BAD) == 429
+    assert send(GOOD) == 429
