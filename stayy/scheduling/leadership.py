@@ -97,7 +97,12 @@ class Leadership:
         if not self.lease.acquire():
             return min(CANDIDATE_POLL, self.ttl / 3)
         self._holds_lease = True
-        self._renewed(asked_at=asked_at)
+        try:
+            self._renewed(asked_at=asked_at)
+        except Exception:
+            # Do not sit on a lease this process cannot lead with (the database is away).
+            self.release()
+            raise
         self._terms += 1
         self.term = Term(number=self._terms, since=self.clock.now())
         metrics.set_leader(self.name, True)
