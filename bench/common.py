@@ -176,8 +176,8 @@ def setup_django(**overrides: str | None) -> None:
 
 
 def staff_token() -> str:
-    """A superuser's API token in the bench database (created on first use)."""
-    from rest_framework.authtoken.models import Token
+    """A new API token of the bench superuser (created on first use) in the bench database."""
+    from knox.models import AuthToken
 
     from users.models import User
 
@@ -185,8 +185,8 @@ def staff_token() -> str:
         username="bench-staff",
         defaults={"email": "bench-staff@bench.example", "is_staff": True, "is_superuser": True},
     )
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+    _, token = AuthToken.objects.create(user=user)
+    return str(token)
 
 
 # --- processes ------------------------------------------------------------------

@@ -130,24 +130,6 @@ def env_token(name: str, *, conflicting_url: str = "") -> str:
     return value
 
 
-_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600}
-_RATE_PERIODS |= {"hour": 3600, "d": 86400, "day": 86400}
-
-
-def env_rate(name: str, default: str) -> str | None:
-    """A DRF throttle rate such as ``10/minute``; ``off`` (or ``none``) switches the throttle off."""
-    raw = env_str(name, default)
-    if raw.lower() in ("off", "none"):
-        return None
-    count, slash, period = (part.strip().lower() for part in raw.partition("/"))
-    if not (slash and count.isdigit() and int(count) >= 1 and period in _RATE_PERIODS):
-        raise ConfigError(
-            name, f"expected requests/period such as 10/minute (period s, m, h or d) or off; got {raw!r}"
-        )
-    # DRF reads only the period's first letter; hand it the canonical form.
-    return f"{int(count)}/{period[0]}"
-
-
 def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
     """``X-Forwarded-Proto: https`` → Django's ``("HTTP_X_FORWARDED_PROTO", "https")``; unset: ``None``."""
     raw = env_str(name)

@@ -8,6 +8,7 @@ namespace and are read through :data:`stayy.conf.stayy_settings`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -21,7 +22,6 @@ from config.env import (
     env_list,
     env_origins,
     env_proxy_ssl_header,
-    env_rate,
     env_secret_key,
     env_str,
     env_token,
@@ -56,7 +56,7 @@ if SECURE_HSTS_PRELOAD and not (SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_S
 SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
 USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST", False)
 CSRF_TRUSTED_ORIGINS = env_origins("DJANGO_CSRF_TRUSTED_ORIGINS")
-# Proxies whose X-Forwarded-For entries are believed (client address for throttling).
+# Proxies whose X-Forwarded-For entries are believed (the client address of the sign-in limits).
 TRUSTED_PROXY_COUNT = env_int("DJANGO_TRUSTED_PROXIES", 0, minimum=0)
 
 INSTALLED_APPS = [
@@ -68,7 +68,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -89,6 +90,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a refused sign-in into the lockout answer (users.lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -188,6 +191,42 @@ else:
 
 # --- Auth -------------------------------------------------------------------
 AUTH_USER_MODEL = "users.User"
+# axes first: it refuses a locked-out sign-in before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- Sign-in limits (django-axes; docs/deployment.md, "Access") ---------------
+# One limiter for the admin login and POST /api/auth/token/, its attempts in the
+# database (shared by every worker and host). Failures count per (username, client
+# address) against AUTH_FAILURE_LIMIT, and per client address against
+# AUTH_ADDRESS_FAILURE_LIMIT (users.repository.sign_in_attempts); a lockout lasts
+# AUTH_LOCKOUT_SECONDS after the newest counted failure.
+AXES_HANDLER = "users.repository.sign_in_attempts.SignInAttemptsHandler"
+AXES_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 5, minimum=1)
+SIGN_IN_ADDRESS_FAILURE_LIMIT = env_int("AUTH_ADDRESS_FAILURE_LIMIT", 50, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_float("AUTH_LOCKOUT_SECONDS", 900.0, minimum=1.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Sign-ins refused during a lockout are not counted, so it ends on time.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A successful sign-in does not wipe the failures: one's own account must not reset the address's count.
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "users.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "users.lockout.lockout_response"
+# Successful sign-ins are not logged by axes (the request log has them).
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+
+# --- API tokens (django-rest-knox) ----------------------------------------------
+# Stored as SHA-512 digests; a token expires API_TOKEN_TTL_DAYS after it was issued
+# (fixed, never extended by use); users.signals revokes a user's tokens when the password changes.
+API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 30, minimum=1)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -217,7 +256,7 @@ if DEBUG:
 API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", True)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -229,9 +268,8 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The client address rule of the whole service (users.lockout.client_address uses it too).
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
-    # Failed sign-ins per client address (users.throttling); on the shared cache.
-    "DEFAULT_THROTTLE_RATES": {"sign_in_failures": env_rate("AUTH_FAILURE_RATE", "10/hour")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Stayy API",

@@ -77,6 +77,14 @@ STAFF_API_PERMISSIONS = [
 ]
 
 
+def api_token(user: Any, *, using: str = "default") -> str:
+    """A new API token of ``user`` (knox: stored hashed, expiring as configured); the token string."""
+    from knox.models import AuthToken
+
+    _, token = AuthToken.objects.db_manager(using).create(user=user)
+    return str(token)
+
+
 def grant_staff_api(user: Any, *, using: str = "default") -> Any:
     """Give ``user`` every permission of the staff API (it must be staff already); returns it."""
     from django.contrib.auth.models import Permission

@@ -47,6 +47,20 @@ class User(AbstractUser):
         ]
         indexes = [models.Index(fields=["source", "is_active"], name="users_user_source_active")]
 
+    # Set by set_unusable_password until saved (users.signals revokes the API tokens then, as it
+    # does when a password set with set_password is saved).
+    password_disabled = False
+
+    def set_unusable_password(self) -> None:
+        super().set_unusable_password()
+        self.password_disabled = True
+
+    @property
+    def password_changed(self) -> bool:
+        """A new password (or none) waits to be saved; Django's own marker, which a hash upgrade at
+        sign-in does not set, plus :meth:`set_unusable_password`."""
+        return getattr(self, "_password", None) is not None or self.password_disabled
+
     def __str__(self) -> str:
         return self.email or self.username
 

@@ -82,8 +82,16 @@ class ProfileUpdateSerializer(StrictInputSerializer):
     display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
 
 
+class AuthTokenSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(
+        max_length=4096, trim_whitespace=False, write_only=True, style={"input_type": "password"}
+    )
+
+
 class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField(read_only=True)
+    token = serializers.CharField(read_only=True, help_text="Send as `Authorization: Token <token>`.")
+    expiry = serializers.DateTimeField(read_only=True, help_text="When the token stops working.")
 
 
 class UserStatsSerializer(serializers.Serializer):

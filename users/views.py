@@ -15,16 +15,15 @@ from typing import cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from knox.auth import TokenAuthentication
 from rest_framework import status
-from rest_framework.authentication import BaseAuthentication, TokenAuthentication
-from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
-from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
@@ -35,6 +34,7 @@ from users.filters import UserFilter
 from users.models import User
 from users.pagination import UserPagination
 from users.serializers import (
+    AuthTokenSerializer,
     DetailSerializer,
     JobRunQueuedSerializer,
     ProfileUpdateSerializer,
@@ -45,9 +45,9 @@ from users.serializers import (
     UserUpdateSerializer,
 )
 from users.services import accounts
-from users.throttling import SignInFailureThrottle
 
 SYNC_JOB_NAME = "users.sync_third_party_users"
+SIGN_IN_FAILED = "Unable to log in with provided credentials."
 
 
 class ServiceUnavailable(APIException):
@@ -66,9 +66,12 @@ def service_errors_as_400() -> Iterator[None]:
 
 
 class TokenObtainView(APIView):
-    """Exchange a username and password for the user's API token (POST), or revoke it (DELETE)."""
+    """Exchange a username and password for a new API token (POST), or revoke the caller's (DELETE).
 
-    throttle_classes = [SignInFailureThrottle]
+    Sign-ins go through the limiter the admin login shares (django-axes): past the
+    limits, the request is answered 429 with ``Retry-After`` by axes' middleware
+    (``users.lockout``), whatever this view answered.
+    """
 
     def get_authenticators(self) -> list[BaseAuthentication]:
         # Sign-in: credentials travel in the body; a stale session cookie must not
@@ -79,31 +82,37 @@ class TokenObtainView(APIView):
     def get_permissions(self) -> list[BasePermission]:
         return [IsAuthenticated()] if self._method() == "DELETE" else [AllowAny()]
 
-    def get_throttles(self) -> list[BaseThrottle]:
-        return super().get_throttles() if self._method() == "POST" else []
-
     def _method(self) -> str:
         # Schema generation builds the view without a request.
         return getattr(getattr(self, "request", None), "method", "") or ""
 
     @extend_schema(
-        summary="Exchange a username and password for your API token",
+        summary="Exchange a username and password for a new API token",
+        description=(
+            "Each sign-in issues a new token, valid until `expiry` (`API_TOKEN_TTL_DAYS` after it was "
+            "issued; use does not extend it). Send it as `Authorization: Token <token>`. A password "
+            "change revokes all of the user's tokens."
+        ),
         request=AuthTokenSerializer,
         responses={
             200: TokenSerializer,
             400: OpenApiResponse(description="Missing fields, or wrong credentials."),
             429: OpenApiResponse(
-                DetailSerializer, description="Too many failed sign-ins from this address; see Retry-After."
+                DetailSerializer,
+                description="Too many failed sign-ins (this username from this address, or this address); "
+                "see Retry-After.",
             ),
         },
     )
     def post(self, request: Request) -> Response:
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        if not serializer.is_valid():
-            SignInFailureThrottle().record_failure(request, self)
-            raise ValidationError(serializer.errors)
-        token = accounts.auth_token_obtain(user=serializer.validated_data["user"])
-        return Response(TokenSerializer({"token": token}).data)
+        serializer = AuthTokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # The limiter counts on, and marks, Django's request (axes' middleware reads it).
+        user = accounts.auth_sign_in(request=request._request, **serializer.validated_data)
+        if user is None:
+            raise ValidationError({"non_field_errors": [SIGN_IN_FAILED]})
+        token, expiry = accounts.auth_token_obtain(user=user)
+        return Response(TokenSerializer({"token": token, "expiry": expiry}).data)
 
     @extend_schema(
         summary="Revoke your API token (sign out everywhere it is used)",
@@ -111,8 +120,8 @@ class TokenObtainView(APIView):
         responses={204: None},
     )
     def delete(self, request: Request) -> Response:
-        # TokenAuthentication put the caller's Token row in request.auth.
-        accounts.auth_token_revoke(key=request.auth.key)
+        # knox's TokenAuthentication put the caller's token row in request.auth.
+        accounts.auth_token_revoke(token=request.auth)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -9,7 +9,8 @@ no serializer, no filter backends). Bench-only code: not part of the service.
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
-from rest_framework.authtoken.models import Token
+from knox.auth import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 
 from users.models import User
 from users.serializers import UserSerializer
@@ -21,8 +22,11 @@ FIELDS = tuple(UserSerializer.Meta.fields)  # the API's own fields, so both answ
 def users_baseline(request: HttpRequest) -> JsonResponse:
     header = request.headers.get("Authorization", "")
     key = header[len("Token ") :] if header.startswith("Token ") else ""
-    token = Token.objects.select_related("user").filter(key=key).first() if key else None
-    if token is None or not (token.user.is_active and token.user.is_staff):
+    try:
+        user = TokenAuthentication().authenticate_credentials(key.encode())[0] if key else None
+    except AuthenticationFailed:
+        user = None
+    if user is None or not user.is_staff:
         return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
     count = User.objects.count()
     rows = list(User.objects.order_by("id").values(*FIELDS)[:PAGE_SIZE])

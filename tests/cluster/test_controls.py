@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from stayy.models import JobRun
 from tests.cluster.harness import (
@@ -25,7 +24,7 @@ from tests.cluster.harness import (
     tick_accounting,
     wait_until,
 )
-from tests.support import grant_staff_api
+from tests.support import api_token, grant_staff_api
 
 #: The leader polls the controls every half second; "within 2 s" leaves room for a tick in flight.
 CONTROL_BOUND = 2.0
@@ -42,7 +41,7 @@ def test_pause_resume_and_run_now_from_a_non_leader(cluster: Cluster) -> None:
     staff = grant_staff_api(
         get_user_model().objects.create_user(username="ops", password="ops-pass-123", is_staff=True)
     )
-    token = Token.objects.create(user=staff).key
+    token = api_token(staff)
     env = cluster.env(redis_url=MAIN_REDIS_URL)
     a = cluster.gunicorn("a", env=env, workers=2)
     b = cluster.gunicorn("b", env=env, workers=2)

@@ -16,10 +16,10 @@ from pathlib import Path
 import dj_database_url
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
-from rest_framework.authtoken.models import Token
 
 from tests.cluster.harness import Cluster
 from tests.faults.services import PostgresServer, RedisServer
+from tests.support import api_token
 from users.models import User
 
 ALIAS = "faults"
@@ -82,7 +82,7 @@ class Rig:
             is_staff=staff,
             is_superuser=staff,
         )
-        return Token.objects.using(ALIAS).create(user=user).key
+        return api_token(user, using=ALIAS)
 
 
 def open_rig(postgres: PostgresServer, *, workdir: Path, redis: RedisServer | None = None) -> Rig:

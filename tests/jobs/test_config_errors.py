@@ -35,8 +35,13 @@ BAD_SETTINGS = [
     pytest.param({"JOB_ENABLE": "maybe"}, "JOB_ENABLE", "maybe", id="job-enable"),
     pytest.param({"DATABASE_URL": "foo://x"}, "DATABASE_URL", "foo://x", id="database-url"),
     pytest.param({"JOB_LEASE_TTL": "0.5"}, "JOB_LEASE_TTL", "0.5", id="lease-ttl"),
-    pytest.param({"AUTH_FAILURE_RATE": "5/fortnight"}, "AUTH_FAILURE_RATE", "5/fortnight", id="auth-rate"),
-    pytest.param({"AUTH_FAILURE_RATE": "0/minute"}, "AUTH_FAILURE_RATE", "0/minute", id="auth-rate-zero"),
+    pytest.param({"AUTH_FAILURE_LIMIT": "five"}, "AUTH_FAILURE_LIMIT", "five", id="auth-limit"),
+    pytest.param({"AUTH_FAILURE_LIMIT": "0"}, "AUTH_FAILURE_LIMIT", "at least 1", id="auth-limit-zero"),
+    pytest.param(
+        {"AUTH_ADDRESS_FAILURE_LIMIT": "0"}, "AUTH_ADDRESS_FAILURE_LIMIT", "at least 1", id="address-limit"
+    ),
+    pytest.param({"AUTH_LOCKOUT_SECONDS": "0.5"}, "AUTH_LOCKOUT_SECONDS", "0.5", id="auth-lockout"),
+    pytest.param({"API_TOKEN_TTL_DAYS": "0"}, "API_TOKEN_TTL_DAYS", "at least 1", id="token-ttl"),
     pytest.param(
         {"DJANGO_SECURE_PROXY_SSL_HEADER": "https"},
         "DJANGO_SECURE_PROXY_SSL_HEADER",

@@ -20,10 +20,10 @@ import schemathesis
 from django.conf import settings
 from django.test import Client, override_settings
 from hypothesis import HealthCheck, settings as hypothesis_settings
-from rest_framework.authtoken.models import Token
 from schemathesis import checks
 
 from stayy.models import JobRun
+from tests.support import api_token
 from users.models import User
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -65,8 +65,7 @@ def caller(username: str, *, staff: bool) -> dict[str, str]:
     if (user.is_active, user.is_staff) != (True, staff):
         User.objects.filter(pk=user.pk).update(is_active=True, is_staff=staff)
         user.refresh_from_db()
-    token, _ = Token.objects.get_or_create(user=user)
-    return {"Authorization": f"Token {token.key}"}
+    return {"Authorization": f"Token {api_token(user)}"}
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from stayy.scheduling import registry
 
 @pytest.fixture(autouse=True)
 def private_cache() -> Iterator[None]:
-    """A cache key prefix of the test's own: sign-in failures counted here never throttle other tests
-    or other runs sharing the Redis (and never cache.clear(): on Redis that wipes everyone's keys)."""
+    """A cache key prefix of the test's own: what a test caches here never reaches other tests or other
+    runs sharing the Redis (and never cache.clear(): on Redis that wipes everyone's keys)."""
     caches = {name: dict(config) for name, config in settings.CACHES.items()}
     caches["default"]["KEY_PREFIX"] = f"test-security-{uuid.uuid4().hex}"
     with override_settings(CACHES=caches):

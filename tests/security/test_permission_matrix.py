@@ -17,10 +17,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import override_settings
 from django.urls import get_resolver, reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from stayy.models import JobRun
+from tests.support import api_token
 from users.models import User
 
 pytestmark = pytest.mark.django_db
@@ -199,7 +199,7 @@ def world(django_user_model) -> dict[str, Any]:
     }
     for caller, names in GRANTS.items():
         users[caller].user_permissions.add(*(permission(name) for name in names))
-    tokens = {caller: Token.objects.create(user=user).key for caller, user in users.items()}
+    tokens = {caller: api_token(user) for caller, user in users.items()}
     # Deactivated after its token was issued: the token must stop working at once.
     users["inactive"].is_active = False
     users["inactive"].save()

@@ -92,9 +92,12 @@ def test_the_environment_reaches_the_settings(tmp_path):
         "'proxy': s.SECURE_PROXY_SSL_HEADER, 'xfh': s.USE_X_FORWARDED_HOST,"
         "'origins': s.CSRF_TRUSTED_ORIGINS, 'session': s.SESSION_COOKIE_SECURE,"
         "'csrf': s.CSRF_COOKIE_SECURE, 'proxies': s.REST_FRAMEWORK['NUM_PROXIES'],"
-        "'rate': s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['sign_in_failures']}))"
+        "'limits': [s.AXES_FAILURE_LIMIT, s.SIGN_IN_ADDRESS_FAILURE_LIMIT,"
+        " s.AXES_COOLOFF_TIME.total_seconds()],"
+        "'token_days': s.REST_KNOX['TOKEN_TTL'].days}))"
     )
-    on = run_manage(production_env(tmp_path, **ALL_ON, AUTH_FAILURE_RATE="20/hour"), "shell", "-c", code)
+    limits = {"AUTH_FAILURE_LIMIT": "7", "AUTH_ADDRESS_FAILURE_LIMIT": "70", "AUTH_LOCKOUT_SECONDS": "60"}
+    on = run_manage(production_env(tmp_path, **ALL_ON, **limits, API_TOKEN_TTL_DAYS="7"), "shell", "-c", code)
     assert on.returncode == 0, on.stderr
     assert json.loads(on.stdout.strip().splitlines()[-1]) == {
         "redirect": True,
@@ -107,7 +110,8 @@ def test_the_environment_reaches_the_settings(tmp_path):
         "session": True,
         "csrf": True,
         "proxies": 1,
-        "rate": "20/h",
+        "limits": [7, 70, 60.0],
+        "token_days": 7,
     }
     defaults = run_manage(production_env(tmp_path), "shell", "-c", code)
     assert defaults.returncode == 0, defaults.stderr
@@ -122,7 +126,8 @@ def test_the_environment_reaches_the_settings(tmp_path):
         "session": True,  # secure cookies are the default without debug
         "csrf": True,
         "proxies": 0,
-        "rate": "10/h",
+        "limits": [5, 50, 900.0],
+        "token_days": 30,
     }
 
 

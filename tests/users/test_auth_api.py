@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
+from django.utils import timezone
 
 TOKEN_URL = "/api/auth/token/"
 ME_URL = "/api/users/me/"
@@ -10,13 +13,16 @@ ME_URL = "/api/users/me/"
 pytestmark = pytest.mark.django_db
 
 
-def test_good_credentials_return_a_token_that_stays_the_same(api_client, plain_user):
+def test_each_sign_in_returns_a_new_token_with_its_expiry(api_client, plain_user):
+    before = timezone.now()
     first = api_client.post(TOKEN_URL, {"username": "plain", "password": "plain-pass-123"}, format="json")
     second = api_client.post(TOKEN_URL, {"username": "plain", "password": "plain-pass-123"}, format="json")
 
     assert first.status_code == 200
-    assert set(first.json()) == {"token"}
-    assert first.json()["token"] == second.json()["token"]
+    assert set(first.json()) == {"token", "expiry"}
+    assert first.json()["token"] != second.json()["token"]
+    expiry = datetime.fromisoformat(first.json()["expiry"])
+    assert before + timedelta(days=30) <= expiry <= timezone.now() + timedelta(days=30)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import RequestFactory
 
 from users.models import User
 
@@ -38,7 +39,8 @@ def test_creates_the_admin_once_on_sqlite(settings, capsys):
     call_command("ensure_dev_admin")
 
     assert User.objects.filter(username="admin").count() == 1
-    admin = authenticate(username="admin", password="admin")
+    # The request goes with it: the sign-in limiter (django-axes) counts per client address.
+    admin = authenticate(RequestFactory().post("/admin/login/"), username="admin", password="admin")
     assert admin is not None
     assert (admin.is_superuser, admin.is_staff, admin.email) == (True, True, "admin@example.com")
     output = capsys.readouterr().out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import authenticate
+from rest_framework.test import APIClient
 
 from users.models import User
 
@@ -96,7 +96,10 @@ def test_a_user_created_with_a_password_can_sign_in(staff_client):
     )
 
     assert response.status_code == 201
-    assert authenticate(username="bob", password="a-long-enough-secret-77") is not None
+    signed_in = APIClient().post(
+        "/api/auth/token/", {"username": "bob", "password": "a-long-enough-secret-77"}, format="json"
+    )
+    assert signed_in.status_code == 200, signed_in.content
 
 
 @pytest.mark.parametrize("email", ["plain@example.com", "PLAIN@Example.com"])

@@ -1,4 +1,4 @@
-"""The user stats cache and the sign-in failure history, in Django's default cache (Redis in production).
+"""The user stats cache, in Django's default cache (Redis in production).
 
 The cache is an optimisation, never a dependency: with Redis down a read is a
 miss and a write is logged and dropped, so callers fall back to the database
@@ -47,7 +47,6 @@ class CacheBreaker:
             self._skip_until = 0.0
 
 
-# Shared by the stats cache and the sign-in failure history.
 breaker = CacheBreaker(cool_down=5.0)
 
 
@@ -73,31 +72,5 @@ def stats_set(stats: dict[str, Any], *, timeout: float) -> bool:
     except CACHE_ERRORS as exc:
         breaker.trip()
         logger.warning("user stats cache write failed, the stats stay uncached: %s", exc)
-        return False
-    return True
-
-
-def sign_in_failures_get(key: str) -> list[float] | None:
-    """The failed sign-in times stored under ``key`` ([] if none); ``None`` when the cache is unreachable."""
-    if breaker.is_open():
-        return None
-    try:
-        history = cache.get(key, [])
-    except CACHE_ERRORS as exc:
-        breaker.trip()
-        logger.warning("sign-in throttle cache unreachable, letting the request through: %s", exc)
-        return None
-    return history if isinstance(history, list) else []
-
-
-def sign_in_failures_set(key: str, history: list[float], *, timeout: float) -> bool:
-    """Store the failed sign-in times under ``key``; ``False`` (and a log line) if the cache is down."""
-    if breaker.is_open():
-        return False
-    try:
-        cache.set(key, history, timeout)
-    except CACHE_ERRORS as exc:
-        breaker.trip()
-        logger.warning("sign-in throttle cache unreachable, failure not counted: %s", exc)
         return False
     return True

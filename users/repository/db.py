@@ -1,14 +1,16 @@
-"""ORM queries of the user directory: accounts, API tokens and the stats aggregate."""
+"""ORM queries of the user directory: accounts, sign-in, API tokens and the stats aggregate."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet, Value
 from django.db.models.functions import Lower
-from rest_framework.authtoken.models import Token
+from django.http import HttpRequest
+from knox.models import AuthToken
 
 from users.models import User
 
@@ -97,11 +99,24 @@ def user_counts(*, day_ago: datetime, week_ago: datetime) -> dict[str, int]:
     return {key: int(value or 0) for key, value in counts.items()}
 
 
-def auth_token_for(user: User) -> str:
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+def user_authenticate(request: HttpRequest, *, username: str, password: str) -> User | None:
+    """Django's ``authenticate``, through the sign-in limiter (axes' backend counts and refuses)."""
+    user = authenticate(request, username=username, password=password)
+    return user if isinstance(user, User) else None
 
 
-def auth_token_delete(key: str) -> None:
+def auth_token_create(user: User) -> tuple[str, datetime | None]:
+    """A new API token of ``user``: the token (shown once, stored only as its digest) and its expiry."""
+    instance, token = AuthToken.objects.create(user=user)
+    return token, instance.expiry
+
+
+def auth_token_delete(token: AuthToken) -> None:
     """Delete one API token; requests that present it are refused from then on."""
-    Token.objects.filter(key=key).delete()
+    AuthToken.objects.filter(pk=token.pk).delete()
+
+
+def auth_tokens_delete_for(user_id: int) -> int:
+    """Delete every API token of a user; the number deleted."""
+    deleted, _ = AuthToken.objects.filter(user_id=user_id).delete()
+    return deleted

@@ -14,7 +14,9 @@ from typing import Any, TypedDict, cast
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
+from knox.models import AuthToken
 
 from users.models import User
 from users.repository import cache, db
@@ -131,14 +133,26 @@ def user_ensure_superuser(*, username: str, email: str, password: str) -> tuple[
     return db.superuser_get_or_create(username=username, email=email, password=password)
 
 
-def auth_token_obtain(*, user: User) -> str:
-    """The user's API token, created on first use."""
-    return db.auth_token_for(user)
+def auth_sign_in(*, request: HttpRequest, username: str, password: str) -> User | None:
+    """The user these credentials belong to, or ``None``. Every sign-in goes through the limiter
+    (django-axes): a failure is counted, and a locked-out client is refused before the password is
+    checked; axes' middleware then answers the request with the lockout (``users.lockout``)."""
+    return db.user_authenticate(request, username=username, password=password)
 
 
-def auth_token_revoke(*, key: str) -> None:
+def auth_token_obtain(*, user: User) -> tuple[str, datetime | None]:
+    """A new API token of ``user`` and when it expires (``API_TOKEN_TTL_DAYS`` from now, fixed)."""
+    return db.auth_token_create(user)
+
+
+def auth_token_revoke(*, token: AuthToken) -> None:
     """Revoke an API token at once (the caller signs out wherever it was used)."""
-    db.auth_token_delete(key)
+    db.auth_token_delete(token)
+
+
+def auth_tokens_revoke_all(*, user_id: int) -> int:
+    """Revoke every API token of a user (their password changed); the number revoked."""
+    return db.auth_tokens_delete_for(user_id)
 
 
 def user_stats_compute(*, now: datetime | None = None) -> UserStats:
@@ -169,17 +183,3 @@ def user_stats_get() -> UserStats:
     if cached is not None:
         return cast(UserStats, cached)
     return user_stats_refresh()
-
-
-def sign_in_failures_recent(*, key: str, since: float) -> list[float] | None:
-    """The failed sign-ins recorded under ``key`` after ``since`` (newest first); ``None`` when the cache
-    is unreachable (the throttle then lets requests through: the cache is a safeguard, not a dependency)."""
-    history = cache.sign_in_failures_get(key)
-    if history is None:
-        return None
-    return [moment for moment in history if moment > since]
-
-
-def sign_in_failures_store(*, key: str, history: list[float], window: float) -> None:
-    """Store the failed sign-ins of ``key`` for ``window`` seconds (dropped when the cache is unreachable)."""
-    cache.sign_in_failures_set(key, history, timeout=window)
