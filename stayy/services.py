@@ -21,9 +21,25 @@ from stayy.repository import catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
 
 
+class JobNotFound(LookupError):
+    """No job of that name is registered in this deployment (the message names the known ones)."""
+
+
+def _spec(name: str) -> registry.JobSpec:
+    try:
+        return registry.get(name)
+    except registry.UnknownJob as exc:
+        raise JobNotFound(str(exc)) from None
+
+
+def job_names() -> list[str]:
+    """The names of the registered jobs, sorted."""
+    return registry.job_names()
+
+
 def job_get(*, name: str) -> Job:
-    """The catalog row of a registered job (raises :class:`registry.UnknownJob`)."""
-    return catalog.ensure(registry.get(name))
+    """The catalog row of a registered job (raises :class:`JobNotFound`)."""
+    return catalog.ensure(_spec(name))
 
 
 def job_list() -> list[Job]:
@@ -34,6 +50,11 @@ def job_list() -> list[Job]:
     return [job for job in catalog.with_last_run() if job.name in registered]
 
 
+def jobs_with_last_run(*, jobs: QuerySet[Job]) -> QuerySet[Job]:
+    """``jobs`` annotated with their last run (``last_run_*``), for pages that filter and sort them."""
+    return run_queries.with_last_run(jobs)
+
+
 def job_get_with_last_run(*, name: str) -> Job | None:
     """A registered job's catalog row annotated with its last run, like :func:`job_list` rows."""
     job_get(name=name)
@@ -41,7 +62,7 @@ def job_get_with_last_run(*, name: str) -> Job | None:
 
 
 def job_runs(*, name: str) -> QuerySet[JobRun]:
-    """A registered job's runs, newest first (raises :class:`registry.UnknownJob`)."""
+    """A registered job's runs, newest first (raises :class:`JobNotFound`)."""
     job_get(name=name)
     return run_queries.runs_of_job(name)
 
@@ -52,9 +73,10 @@ def job_run_get(*, name: str, run_id: int) -> JobRun | None:
     return run_queries.run_of_job(job_name=name, run_id=run_id)
 
 
-def leader_get() -> LeaderLease | None:
-    """The current leader of this cluster's job servers, if one holds an unexpired lease."""
-    return leases.current_leader(stayy_settings.job_name)
+def leader_get(*, name: str = "") -> LeaderLease | None:
+    """The current leader of the job servers of ``name`` (default: this deployment's ``JOB_NAME``),
+    if one holds an unexpired lease."""
+    return leases.current_leader(name or stayy_settings.job_name)
 
 
 def lease_backend() -> str:
@@ -99,7 +121,7 @@ def job_run_in_process(
     ``on_hung(reason)`` is called (from another thread) if the handler is still executing
     ``JOB_SHUTDOWN_GRACE`` after its timeout; it must end the process.
     """
-    spec = registry.get(name)
+    spec = _spec(name)
     runner.reap_lost_runs()
     try:
         run = runs.create_started(job_name=name, trigger=JobRun.Trigger.COMMAND, forced=force)
