@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 from django.utils import timezone
 
 from stayy.models import Job
 from stayy.repository import run_queries
-from stayy.scheduling.registry import JobSpec
 
 
-def _spec_fields(spec: JobSpec) -> dict[str, object]:
+class StoredSchedule(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+class CatalogSpec(Protocol):
+    """What the catalog stores of a job's configuration (a :class:`stayy.scheduling.registry.JobSpec`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def schedule(self) -> StoredSchedule: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def misfire_grace(self) -> float: ...
+    @property
+    def overlap(self) -> str: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def retry_backoff(self) -> float: ...
+    @property
+    def atomic(self) -> bool: ...
+    @property
+    def jitter(self) -> float: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+def _spec_fields(spec: CatalogSpec) -> dict[str, object]:
     return {
         "description": spec.description,
         "trigger": spec.schedule.key,
@@ -27,7 +62,7 @@ def _spec_fields(spec: JobSpec) -> dict[str, object]:
     }
 
 
-def sync_from_specs(specs: list[JobSpec], *, now: datetime | None = None) -> dict[str, Job]:
+def sync_from_specs(specs: Sequence[CatalogSpec], *, now: datetime | None = None) -> dict[str, Job]:
     """Write the leader's configuration into the catalog; returns the rows by name.
 
     A job whose trigger changed or that was (re-)enabled restarts its
@@ -56,7 +91,7 @@ def sync_from_specs(specs: list[JobSpec], *, now: datetime | None = None) -> dic
     return rows
 
 
-def ensure(spec: JobSpec) -> Job:
+def ensure(spec: CatalogSpec) -> Job:
     """The catalog row of a job, created from the local configuration if no leader wrote it yet."""
     job, _ = Job.objects.get_or_create(
         name=spec.name, defaults={**_spec_fields(spec), "schedule_since": None}
