@@ -13,8 +13,6 @@ import io
 import os
 import platform
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,10 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from harness import processes as harness_processes
+from harness.env import child_env
+from harness.ports import free_port as free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -142,23 +144,17 @@ def recreate_database(url: str = DATABASE_URL) -> None:
 
 def service_env(**overrides: str | None) -> dict[str, str]:
     """Environment of the service processes the benchmarks start (production-like: debug off)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("JOB_", "GUNICORN_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="bench-only-secret-key-not-for-anything-else-0123456789",
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        JOB_NAME="stayy-bench",
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-    )
-    for key, value in overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    values: dict[str, str | None] = {
+        "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-anything-else-0123456789",
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "JOB_NAME": "stayy-bench",
+        "LOG_LEVEL": "WARNING",
+    }
+    values.update(overrides)
+    return child_env(values, drop=("JOB_", "GUNICORN_"))
 
 
 def setup_django(**overrides: str | None) -> None:
@@ -192,34 +188,15 @@ def staff_token() -> str:
 # --- processes ------------------------------------------------------------------
 
 
-class Process:
-    """A child process with its output in a log file; stopped with SIGTERM (then SIGKILL)."""
+class Process(harness_processes.Process):
+    """A child process with its output in a log file, pinned to ``cpus`` if given (``taskset``);
+    stopped with SIGTERM (then SIGKILL)."""
 
     def __init__(self, argv: list[str], *, env: dict[str, str], log_path: Path, cpus: str = "") -> None:
-        if cpus:
-            argv = ["taskset", "-c", cpus, *argv]
-        self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            argv, cwd=PROJECT_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        super().__init__(["taskset", "-c", cpus, *argv] if cpus else argv, env=env, log_path=log_path)
 
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 40) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._log.close()
+    def stop(self, timeout: float = 40) -> int:
+        return super().stop(timeout)
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, proc: Process | None = None) -> Any:
@@ -233,12 +210,6 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, proc: P
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: {what}: not within {timeout:g} s")
         time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_upstream(users: int, *, out: Path, cpus: str = "") -> tuple[Process, str]:

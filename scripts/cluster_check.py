@@ -23,21 +23,23 @@ import argparse
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from harness.env import child_env  # noqa: E402 - found through the line above
+from harness.processes import Gunicorn, pid_alive  # noqa: E402
+
 JOB = "stayy.purge_job_runs"
 EXECUTED = ("succeeded", "failed", "timed_out", "running")
 GRID_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # interval grids start here (stayy.scheduling.triggers)
@@ -140,62 +142,25 @@ def leadership_events(lines: Iterable[str]) -> list[tuple[str, int, str]]:
 # --- processes -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Instance(Gunicorn):
+    """One gunicorn instance; remembers every worker it was seen with."""
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
-@dataclass
-class Instance:
-    name: str
-    port: int
-    log_path: Path
-    popen: subprocess.Popen[bytes]
-    log_file: Any
-    worker_history: set[int] = field(default_factory=set)
+    def __init__(self, name: str, *, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(env=env, log_path=log_path, name=name)
+        self.worker_history: set[int] = set()
 
     def workers(self) -> set[int]:
-        try:
-            text = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children").read_text()
-        except FileNotFoundError:
-            return set()
-        pids = {int(p) for p in text.split() if pid_alive(int(p))}
+        pids = super().workers()
         self.worker_history |= pids
         return pids
 
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            return False
-
     def lines(self) -> list[str]:
-        return self.log_path.read_text(errors="replace").splitlines()
-
-    def stop(self, timeout: float) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
-        self.log_file.close()
+        return self.output().splitlines()
 
 
-def child_env(
-    base: dict[str, str], *, job_name: str, workers: int, port: int, metrics_dir: Path
-) -> dict[str, str]:
+def instance_env(*, job_name: str, workers: int, metrics_dir: Path) -> dict[str, str]:
+    """Your environment, with jobs on, the purge job every second, and JSON logs."""
+    base = child_env()
     overrides = json.loads(base.get("JOB_OVERRIDES") or "{}")
     overrides[JOB] = {**overrides.get(JOB, {}), "interval": 1, "enabled": True}
     overrides[JOB].pop("cron", None)
@@ -206,11 +171,9 @@ def child_env(
         "JOB_NAME": job_name,
         "JOB_OVERRIDES": json.dumps(overrides),
         "GUNICORN_WORKERS": str(workers),
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_ACCESS_LOG": "",
         "LOG_FORMAT": "json",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "PYTHONUNBUFFERED": "1",
     }
 
 
@@ -218,7 +181,6 @@ def child_env(
 
 
 def _django_setup() -> None:
-    sys.path.insert(0, str(PROJECT_DIR))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -268,31 +230,16 @@ def run_check(args: argparse.Namespace) -> int:
         return 2
     job_name = f"cluster-check-{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="stayy-cluster-check-"))
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     instances: list[Instance] = []
     try:
         for n in range(args.instances):
-            port = free_port()
             metrics_dir = workdir / f"metrics-{n}"
             metrics_dir.mkdir()
-            log_path = workdir / f"instance-{n}.log"
-            log_file = log_path.open("wb")
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-                cwd=PROJECT_DIR,
-                env=child_env(
-                    base, job_name=job_name, workers=args.workers, port=port, metrics_dir=metrics_dir
-                ),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            instances.append(Instance(f"instance-{n}", port, log_path, popen, log_file))
+            env = instance_env(job_name=job_name, workers=args.workers, metrics_dir=metrics_dir)
+            instances.append(Instance(f"instance-{n}", env=env, log_path=workdir / f"instance-{n}.log"))
         for instance in instances:
             _wait(
-                lambda i=instance: (
-                    i.popen.poll() is None and len(i.workers()) >= args.workers and i.healthy()
-                ),
+                lambda i=instance: i.running() and len(i.workers()) >= args.workers and i.healthy(),
                 60,
                 f"{instance.name} was not serving (log: {instance.log_path})",
             )
@@ -337,8 +284,8 @@ def run_check(args: argparse.Namespace) -> int:
     finally:
         # All at once: stopped one by one, the last instance would lead for a moment.
         for instance in instances:
-            if instance.popen.poll() is None:
-                instance.popen.send_signal(signal.SIGTERM)
+            if instance.running():
+                instance.signal(signal.SIGTERM)
         for instance in instances:
             instance.stop(timeout=60)
 
@@ -355,7 +302,7 @@ def run_check(args: argparse.Namespace) -> int:
     print("\nprocesses:")
     for instance in instances:
         workers = ", ".join(str(p) for p in sorted(instance.worker_history))
-        print(f"  {instance.name}: master {instance.popen.pid}, port {instance.port}, workers {workers}")
+        print(f"  {instance.name}: master {instance.pid}, port {instance.port}, workers {workers}")
     print("leaders:")
     print(f"  first: {first_leader}" + (f", killed: {killed}" if killed else ""))
     for ts, pid, message in leadership_events(lines):

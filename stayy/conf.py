@@ -56,6 +56,11 @@ class StayySettings:
         return int(self._values["TICK_THREADS"])
 
     @property
+    def run_log_max_bytes(self) -> int:
+        """How much of a run's log lines its row keeps (``JOB_RUN_LOG_MAX_BYTES``)."""
+        return int(self._values["RUN_LOG_MAX_BYTES"])
+
+    @property
     def redis_url(self) -> str:
         return str(self._values["REDIS_URL"])
 

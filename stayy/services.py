@@ -39,9 +39,25 @@ class InvalidEdit(Exception):
         self.errors = errors
 
 
+class JobNotFound(LookupError):
+    """No job of that name is registered in this deployment (the message names the known ones)."""
+
+
+def _spec(name: str) -> registry.JobSpec:
+    try:
+        return registry.get(name)
+    except registry.UnknownJob as exc:
+        raise JobNotFound(str(exc)) from None
+
+
+def job_names() -> list[str]:
+    """The names of the registered jobs, sorted."""
+    return registry.job_names()
+
+
 def job_get(*, name: str) -> Job:
-    """The catalog row of a registered job (raises :class:`registry.UnknownJob`)."""
-    return catalog.ensure(registry.get(name))
+    """The catalog row of a registered job (raises :class:`JobNotFound`)."""
+    return catalog.ensure(_spec(name))
 
 
 def job_list() -> list[Job]:
@@ -51,6 +67,11 @@ def job_list() -> list[Job]:
         catalog.ensure(spec)
     registered = set(registry.job_names())
     return [_with_source(job) for job in catalog.with_last_run() if job.name in registered]
+
+
+def jobs_with_last_run(*, jobs: QuerySet[Job]) -> QuerySet[Job]:
+    """``jobs`` annotated with their last run (``last_run_*``), for pages that filter and sort them."""
+    return run_queries.with_last_run(jobs)
 
 
 def job_get_with_last_run(*, name: str) -> Job | None:
@@ -79,7 +100,7 @@ def job_edit(*, name: str, changes: dict[str, Any], user: Any) -> Job:
     The leader applies the change within a second; the run in flight finishes, and the next tick
     follows the new schedule.
     """
-    base = registry.get(name)
+    base = _spec(name)
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise InvalidEdit({key: f"cannot be edited; editable: {', '.join(EDITABLE)}" for key in unknown})
@@ -101,7 +122,7 @@ def job_edit(*, name: str, changes: dict[str, Any], user: Any) -> Job:
 
 def job_reset(*, name: str, user: Any) -> Job:
     """Drop a job's live edits: back to its code declaration plus ``JOB_OVERRIDES``."""
-    base = registry.get(name)
+    base = _spec(name)
     with catalog.locked(base) as job:
         if job.edits:
             dropped = ", ".join(f"{key}={_shown(value)}" for key, value in sorted(job.edits.items()))
@@ -113,14 +134,14 @@ def job_reset(*, name: str, user: Any) -> Job:
 
 
 def job_effective_spec(*, name: str) -> registry.JobSpec:
-    """The job's spec with its live edits applied (raises :class:`registry.UnknownJob`)."""
-    return registry.edited(registry.get(name), catalog.edits_of(name))
+    """The job's spec with its live edits applied (raises :class:`JobNotFound`)."""
+    return registry.edited(_spec(name), catalog.edits_of(name))
 
 
 def _job_or_gone(name: str) -> Job:
     job = job_get_with_last_run(name=name)
     if job is None:  # deleted meanwhile
-        raise registry.UnknownJob(name)
+        raise JobNotFound(f"unknown job {name!r}")
     return job
 
 
@@ -181,7 +202,7 @@ def _shown(value: Any) -> str:
 
 
 def job_runs(*, name: str) -> QuerySet[JobRun]:
-    """A registered job's runs, newest first (raises :class:`registry.UnknownJob`)."""
+    """A registered job's runs, newest first (raises :class:`JobNotFound`)."""
     job_get(name=name)
     return run_queries.runs_of_job(name)
 
@@ -192,9 +213,10 @@ def job_run_get(*, name: str, run_id: int) -> JobRun | None:
     return run_queries.run_of_job(job_name=name, run_id=run_id)
 
 
-def leader_get() -> LeaderLease | None:
-    """The current leader of this cluster's job servers, if one holds an unexpired lease."""
-    return leases.current_leader(stayy_settings.job_name)
+def leader_get(*, name: str = "") -> LeaderLease | None:
+    """The current leader of the job servers of ``name`` (default: this deployment's ``JOB_NAME``),
+    if one holds an unexpired lease."""
+    return leases.current_leader(name or stayy_settings.job_name)
 
 
 def lease_backend() -> str:

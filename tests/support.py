@@ -1,44 +1,19 @@
-"""Helpers shared by the whole suite: polling with a deadline, free ports, child-process database URLs."""
+"""Helpers shared by the whole suite: child-process database URLs, log lines, staff permissions.
+
+Ports, polling and child processes come from :mod:`harness`, shared with the benchmarks and scripts.
+"""
 
 from __future__ import annotations
 
 import json
-import socket
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from django.db import connection
 
-T = TypeVar("T")
-
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-BIN_DIR = Path(sys.executable).parent
-
-
-class Timeout(AssertionError):
-    pass
-
-
-def wait_until(condition: Callable[[], T], *, timeout: float, interval: float = 0.05, message: str = "") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise Timeout(message or f"condition not met within {timeout:g} s")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from harness.ports import free_port as free_port
+from harness.processes import BIN_DIR as BIN_DIR, PROJECT_DIR as PROJECT_DIR
+from harness.waiting import Timeout as Timeout, wait_until as wait_until
 
 
 def child_database_url() -> str:

@@ -29,7 +29,6 @@ from rest_framework.viewsets import GenericViewSet
 
 from config.permissions import StaffModelPermissions, StaffWith, SuperuserGuard
 from stayy import services as job_services
-from stayy.scheduling.registry import UnknownJob
 from users.filters import UserFilter
 from users.models import User
 from users.pagination import UserPagination
@@ -225,7 +224,7 @@ class UserViewSet(GenericViewSet):
         # Queued, never run here: the job leader claims the run within seconds.
         try:
             run = job_services.job_request_run(name=SYNC_JOB_NAME, requested_by=request.user.get_username())
-        except UnknownJob:
+        except job_services.JobNotFound:
             raise ServiceUnavailable(
                 f"The job {SYNC_JOB_NAME} is not registered in this deployment."
             ) from None

@@ -9,12 +9,13 @@ queued run or a pause flag for the leader), never the job itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
+from django.db.models.options import Options
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -27,9 +28,6 @@ from stayy.admin.common import human_duration, status_badge
 from stayy.admin.schedule_words import schedule_in_words
 from stayy.models import Job, JobRun
 
-if TYPE_CHECKING:
-    from stayy.admin.jobs import JobAdmin
-
 CHART_RUNS = 50
 
 #: The commands of the dashboard and the job page: URL slug → JobAdmin method.
@@ -37,6 +35,19 @@ COMMANDS = {"run-now": "run_now_names", "pause": "pause_names", "resume": "resum
 
 # The admin index links to the dashboard (AdminSite hook: the index template is per site).
 admin.site.index_template = "admin/stayy/index.html"
+
+
+class JobsModelAdmin(Protocol):
+    """What the views need of the job catalog's model admin (:class:`stayy.admin.jobs.JobAdmin`,
+    which wires them in): its site, its model's options, its permissions, and the methods named
+    in :data:`COMMANDS`."""
+
+    admin_site: admin.AdminSite
+    opts: Options[Job]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool: ...
+
+    def has_operate_permission(self, request: HttpRequest) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,7 @@ def job_row(overview: services.JobOverview) -> JobRow:
     )
 
 
-def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
+def dashboard_view(model_admin: JobsModelAdmin, request: HttpRequest) -> HttpResponse:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     dashboard = services.jobs_dashboard(chart_runs=CHART_RUNS)
@@ -106,7 +117,7 @@ def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     return render(request, "admin/stayy/job/dashboard.html", context)
 
 
-def command_view(model_admin: JobAdmin, request: HttpRequest, command: str) -> HttpResponse:
+def command_view(model_admin: JobsModelAdmin, request: HttpRequest, command: str) -> HttpResponse:
     """Run now, pause or resume the job named in the form; back to where the form was."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])

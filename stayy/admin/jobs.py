@@ -23,8 +23,6 @@ from stayy import services
 from stayy.admin import dashboard
 from stayy.admin.common import ReadOnlyAdmin, status_badge
 from stayy.models import Job
-from stayy.repository import run_queries
-from stayy.scheduling import registry
 
 
 @admin.register(Job)
@@ -42,7 +40,7 @@ class JobAdmin(ReadOnlyAdmin):
     readonly_fields = ["runs", "last_run"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
-        return run_queries.with_last_run(super().get_queryset(request))
+        return services.jobs_with_last_run(jobs=super().get_queryset(request))
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -105,7 +103,7 @@ class JobAdmin(ReadOnlyAdmin):
         for name in names:
             try:
                 run = services.job_request_run(name=name, requested_by=request.user.get_username())
-            except registry.UnknownJob as exc:
+            except services.JobNotFound as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
             queued.append(f"{name} (run {run.pk})")
@@ -135,7 +133,7 @@ class JobAdmin(ReadOnlyAdmin):
         for name in names:
             try:
                 command(name=name, requested_by=request.user.get_username())
-            except registry.UnknownJob as exc:
+            except services.JobNotFound as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
             done.append(name)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from stayy import services
 from stayy.admin.common import ReadOnlyAdmin
 from stayy.models import LeaderLease
-from stayy.repository import leases
 
 
 @admin.register(LeaderLease)
@@ -18,5 +18,5 @@ class LeaderLeaseAdmin(ReadOnlyAdmin):
     @admin.display(description="leading now", boolean=True)
     def leading(self, lease: LeaderLease) -> bool:
         # One row per JOB_NAME: a query per row is a query or two.
-        current = leases.current_leader(lease.name)
+        current = services.leader_get(name=lease.name)
         return current is not None and current.holder == lease.holder

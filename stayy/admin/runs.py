@@ -22,9 +22,9 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
+from stayy import services
 from stayy.admin.common import ReadOnlyAdmin, human_duration, status_badge
 from stayy.models import JobRun
-from stayy.scheduling import registry
 
 
 class JobNameFilter(admin.SimpleListFilter):
@@ -34,7 +34,7 @@ class JobNameFilter(admin.SimpleListFilter):
     parameter_name = "job_name"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in registry.job_names()]
+        return [(name, name) for name in services.job_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()

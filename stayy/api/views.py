@@ -33,7 +33,6 @@ from stayy.api.serializers import (
     run_url,
 )
 from stayy.models import Job, JobRun
-from stayy.scheduling import registry
 
 NOT_FOUND = OpenApiResponse(description="No job of that name is registered.")
 JOB_NAME = OpenApiParameter(
@@ -44,7 +43,7 @@ JOB_NAME = OpenApiParameter(
 def _job_with_last_run(name: str) -> Job:
     try:
         job = services.job_get_with_last_run(name=name)
-    except registry.UnknownJob as exc:
+    except services.JobNotFound as exc:
         raise NotFound(str(exc)) from None
     if job is None:  # deleted between the two queries
         raise NotFound(f"unknown job {name!r}")
@@ -119,7 +118,7 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
         edit.is_valid(raise_exception=True)
         try:
             job = services.job_edit(name=name, changes=edit.validated_data, user=request.user)
-        except registry.UnknownJob as exc:
+        except services.JobNotFound as exc:
             raise NotFound(str(exc)) from None
         except services.InvalidEdit as exc:
             raise ValidationError({field: [problem] for field, problem in exc.errors.items()}) from None
@@ -136,7 +135,7 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
     def reset(self, request: Request, name: str) -> Response:
         try:
             job = services.job_reset(name=name, user=request.user)
-        except registry.UnknownJob as exc:
+        except services.JobNotFound as exc:
             raise NotFound(str(exc)) from None
         return Response(self.get_serializer(job).data)
 
@@ -151,7 +150,7 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
     def run(self, request: Request, name: str) -> Response:
         try:
             run = services.job_request_run(name=name, requested_by=request.user.get_username())
-        except registry.UnknownJob as exc:
+        except services.JobNotFound as exc:
             raise NotFound(str(exc)) from None
         body = {"run_id": run.pk, "status": run.status, "url": run_url(run, request=request)}
         return Response(RunRequestedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
@@ -166,7 +165,7 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
     def pause(self, request: Request, name: str) -> Response:
         try:
             services.job_pause(name=name, requested_by=request.user.get_username())
-        except registry.UnknownJob as exc:
+        except services.JobNotFound as exc:
             raise NotFound(str(exc)) from None
         return Response(self.get_serializer(_job_with_last_run(name)).data)
 
@@ -181,7 +180,7 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
     def resume(self, request: Request, name: str) -> Response:
         try:
             services.job_resume(name=name, requested_by=request.user.get_username())
-        except registry.UnknownJob as exc:
+        except services.JobNotFound as exc:
             raise NotFound(str(exc)) from None
         return Response(self.get_serializer(_job_with_last_run(name)).data)
 
@@ -215,7 +214,7 @@ class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             return JobRun.objects.none()
         try:
             return services.job_runs(name=self.kwargs["job_name"])
-        except registry.UnknownJob as exc:
+        except services.JobNotFound as exc:
             raise NotFound(str(exc)) from None
 
     def get_serializer_class(self) -> type[JobRunSerializer]:
@@ -226,7 +225,7 @@ class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         run_id = int(pk) if pk.isascii() and pk.isdigit() else 0  # no run has id 0
         try:
             run = services.job_run_get(name=job_name, run_id=run_id)
-        except registry.UnknownJob as exc:
+        except services.JobNotFound as exc:
             raise NotFound(str(exc)) from None
         if run is None:
             raise NotFound(f"job {job_name!r} has no run {pk[:40]!r}")

@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ParamSpec
+from typing import ParamSpec, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,9 +41,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-if TYPE_CHECKING:
-    from stayy.scheduling.server import JobServer
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -169,7 +166,17 @@ def set_leader(name: str, leading: bool) -> None:
 _synced_names: set[str] = set()  # the JOB_NAMEs of the job servers sync_leader has seen here
 
 
-def sync_leader(server: JobServer | None) -> None:
+class JobServerState(Protocol):
+    """What :func:`sync_leader` reads of a job server (:class:`stayy.scheduling.server.JobServer`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+def sync_leader(server: JobServerState | None) -> None:
     """Make this process's leader gauge match its job server (done before each scrape).
 
     A process whose job server has stopped (or never started) leads nothing.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
@@ -14,10 +14,43 @@ from django.utils import timezone
 
 from stayy.models import Job
 from stayy.repository import run_queries
-from stayy.scheduling.registry import JobSpec
 
 
-def _spec_fields(spec: JobSpec) -> dict[str, object]:
+class StoredSchedule(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+class CatalogSpec(Protocol):
+    """What the catalog stores of a job's configuration (a :class:`stayy.scheduling.registry.JobSpec`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def schedule(self) -> StoredSchedule: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def misfire_grace(self) -> float: ...
+    @property
+    def overlap(self) -> str: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def retry_backoff(self) -> float: ...
+    @property
+    def atomic(self) -> bool: ...
+    @property
+    def jitter(self) -> float: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+def _spec_fields(spec: CatalogSpec) -> dict[str, object]:
     return {
         "description": spec.description,
         "trigger": spec.schedule.key,
@@ -33,7 +66,7 @@ def _spec_fields(spec: JobSpec) -> dict[str, object]:
     }
 
 
-def sync_from_specs(specs: list[JobSpec], *, now: datetime | None = None) -> dict[str, Job]:
+def sync_from_specs(specs: Sequence[CatalogSpec], *, now: datetime | None = None) -> dict[str, Job]:
     """Write the leader's configuration into the catalog; returns the rows by name.
 
     A job whose trigger changed or that was (re-)enabled restarts its
@@ -62,7 +95,7 @@ def sync_from_specs(specs: list[JobSpec], *, now: datetime | None = None) -> dic
     return rows
 
 
-def ensure(spec: JobSpec) -> Job:
+def ensure(spec: CatalogSpec) -> Job:
     """The catalog row of a job, created from the local configuration if no leader wrote it yet."""
     job, _ = Job.objects.get_or_create(
         name=spec.name, defaults={**_spec_fields(spec), "schedule_since": None}
@@ -100,7 +133,7 @@ def edits_of(name: str) -> dict[str, Any]:
 
 
 @contextmanager
-def locked(spec: JobSpec) -> Iterator[Job]:
+def locked(spec: CatalogSpec) -> Iterator[Job]:
     """The job's catalog row, locked for the transaction of the ``with`` block (created if missing)."""
     with transaction.atomic():
         ensure(spec)
@@ -108,7 +141,7 @@ def locked(spec: JobSpec) -> Iterator[Job]:
 
 
 def save_edits(
-    job: Job, *, edits: dict[str, Any], spec: JobSpec, by: str, user_id: int | None, message: str
+    job: Job, *, edits: dict[str, Any], spec: CatalogSpec, by: str, user_id: int | None, message: str
 ) -> None:
     """Store a job's live edits and the configuration they make, and audit it in the admin's history.
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django_apscheduler.util import close_old_connections as db_connections_checked
@@ -337,12 +336,6 @@ def reap_lost_runs() -> int:
     return len(lost)
 
 
-def run_log_max_bytes() -> int:
-    """``JOB_RUN_LOG_MAX_BYTES``, as parsed in ``config/settings.py``."""
-    values: dict[str, Any] = settings.STAYY
-    return int(values["RUN_LOG_MAX_BYTES"])
-
-
 def execute(
     spec: JobSpec,
     run: JobRun,
@@ -370,7 +363,7 @@ def execute(
     )
     saver.ctx = ctx
     timed_out = threading.Event()
-    run_log = RunLog(max_bytes=run_log_max_bytes())
+    run_log = RunLog(max_bytes=stayy_settings.run_log_max_bytes)
     grace = stayy_settings.shutdown_grace
 
     def abandon() -> None:

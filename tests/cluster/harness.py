@@ -12,15 +12,10 @@ slow job's own execution log (``STAYY_TEST_EXEC_LOG``).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
-import signal
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +26,9 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.utils import timezone
 
+from harness import processes as harness_processes
+from harness.env import child_env
+from harness.processes import HttpAnswer as HttpAnswer, Process, children as children, pid_alive as pid_alive
 from stayy.models import Job, JobRun, LeaderLease
 from stayy.scheduling.triggers import GRID_EPOCH
 from tests.support import (  # re-exported for the tests of this folder
@@ -64,25 +62,6 @@ def database_url() -> str:
     return child_database_url()
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except FileNotFoundError:
-        return set()
-
-
 def tick_of(at: datetime, seconds: int = 1) -> datetime:
     """The newest tick of an interval-``seconds`` grid at or before ``at``."""
     steps = int((at - GRID_EPOCH).total_seconds() // seconds)
@@ -92,45 +71,11 @@ def tick_of(at: datetime, seconds: int = 1) -> datetime:
 # --- processes ------------------------------------------------------------------
 
 
-@dataclass
-class HttpAnswer:
-    status: int
-    body: bytes
+class ServiceLog:
+    """The JSON log lines of a service process (``LOG_FORMAT=json``)."""
 
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class ServiceProcess:
-    """A child process in a session of its own, its output (stdout and stderr) in a file."""
-
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in kill()
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=PROJECT_DIR,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def job_server_pids(self) -> set[int]:
-        return {self.pid}
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def records(self) -> list[dict[str, Any]]:
-        """The JSON log lines (``LOG_FORMAT=json``); gunicorn's own lines are skipped."""
+    def records(self: Any) -> list[dict[str, Any]]:
+        """The JSON log lines; gunicorn's own lines are skipped."""
         out = []
         for line in self.output().splitlines():
             if line.startswith("{"):
@@ -140,28 +85,19 @@ class ServiceProcess:
                     continue
         return out
 
-    def signal(self, signum: int) -> None:
-        self.popen.send_signal(signum)
 
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout=timeout)
+class ServiceProcess(ServiceLog, Process):
+    """A child process in a session of its own, its output (stdout and stderr) added to a file."""
 
-    def running(self) -> bool:
-        return self.popen.poll() is None
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(argv, env=env, log_path=log_path, name=name, new_session=True, append=True)
 
-    def kill(self) -> None:
-        """SIGKILL the process and everything in its session (its workers), then reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=10)
-        if not self._log.closed:
-            self._log.close()
+    def job_server_pids(self) -> set[int]:
+        return {self.pid}
 
 
-class Gunicorn(ServiceProcess):
-    """``gunicorn -c gunicorn.conf.py`` on a free port of ``host``; ``wrap`` may prefix its command
-    with one that execs it (``ip netns exec``: the pid stays gunicorn's)."""
+class Gunicorn(ServiceLog, harness_processes.Gunicorn):
+    """``gunicorn -c gunicorn.conf.py`` on a free port of ``host``, in a session of its own."""
 
     def __init__(
         self,
@@ -172,39 +108,16 @@ class Gunicorn(ServiceProcess):
         host: str = "127.0.0.1",
         wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://{host}:{self.port}"
-        env = {**env, "GUNICORN_BIND": f"{host}:{self.port}"}
-        argv = [str(BIN_DIR / "gunicorn"), "-c", "gunicorn.conf.py"]
-        super().__init__(name, wrap(argv) if wrap else argv, env=env, log_path=log_path)
-
-    def workers(self) -> set[int]:
-        return {pid for pid in children(self.pid) if pid_alive(pid)}
+        super().__init__(env=env, log_path=log_path, name=name, host=host, wrap=wrap, append=True)
 
     def job_server_pids(self) -> set[int]:
         return self.workers()
 
-    def request(self, method: str, path: str, *, token: str | None = None, timeout: float = 10) -> HttpAnswer:
+    def request(  # type: ignore[override]
+        self, method: str, path: str, *, token: str | None = None, timeout: float = 10
+    ) -> HttpAnswer:
         headers = {"Authorization": f"Token {token}"} if token else {}
-        req = urllib.request.Request(self.url + path, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as answer:
-                return HttpAnswer(answer.status, answer.read())
-        except urllib.error.HTTPError as exc:
-            return HttpAnswer(exc.code, exc.read())
-
-    def wait_ready(self, *, workers: int, timeout: float = 60) -> None:
-        def up() -> bool:
-            if not self.running():
-                raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.output()}")
-            if len(self.workers()) < workers:
-                return False
-            try:
-                return self.request("GET", "/healthz", timeout=2).status == 200
-            except OSError:
-                return False
-
-        wait_until(up, timeout=timeout, interval=0.2, message=f"{self.name} not serving:\n{self.output()}")
+        return super().request(method, path, headers=headers, timeout=timeout)
 
 
 @dataclass
@@ -216,34 +129,31 @@ class Cluster:
     exec_log: Path
     #: Where the children store their data; empty: this test run's PostgreSQL database.
     database_url: str = ""
-    processes: list[ServiceProcess] = field(default_factory=list)
+    processes: list[ServiceProcess | Gunicorn] = field(default_factory=list)
 
     def env(self, *, redis_url: str, overrides: dict[str, Any] | None = None, **extra: str) -> dict[str, str]:
         """A child's environment: this test's database, lease name and short TTLs; ``extra`` wins."""
-        skipped = ("PYTEST_", "JOB_", "RUN_MAIN", "PROMETHEUS_", "LOG_", "METRICS_", "GUNICORN_", "STAYY_")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(skipped)}
-        env.pop("THIRD_PARTY_USERS_URL", None)  # the users sync job skips instead of calling out
         job_overrides: dict[str, Any] = {PURGE: {"interval": 1}, SLOW: {"enabled": False}}
         job_overrides.update(overrides or {})
-        env.update(
-            DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
-            DJANGO_DEBUG="1",
-            DATABASE_URL=self.database_url or database_url(),
-            REDIS_URL=redis_url,
-            PYTHONUNBUFFERED="1",
-            JOB_ENABLE="1",
-            JOB_NAME=self.job_name,
-            JOB_OVERRIDES=json.dumps(job_overrides),
-            JOB_LEASE_TTL=f"{TTL:g}",
-            JOB_RUN_STALE_AFTER=f"{STALE_AFTER:g}",
-            JOB_SHUTDOWN_GRACE="10",
-            LOG_FORMAT="json",
-            LOG_LEVEL="INFO",
-            GUNICORN_ACCESS_LOG="",
-            STAYY_TEST_EXEC_LOG=str(self.exec_log),
-        )
-        env.update(extra)
-        return env
+        values: dict[str, str | None] = {
+            "THIRD_PARTY_USERS_URL": None,  # the users sync job skips instead of calling out
+            "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+            "DJANGO_DEBUG": "1",
+            "DATABASE_URL": self.database_url or database_url(),
+            "REDIS_URL": redis_url,
+            "JOB_ENABLE": "1",
+            "JOB_NAME": self.job_name,
+            "JOB_OVERRIDES": json.dumps(job_overrides),
+            "JOB_LEASE_TTL": f"{TTL:g}",
+            "JOB_RUN_STALE_AFTER": f"{STALE_AFTER:g}",
+            "JOB_SHUTDOWN_GRACE": "10",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "GUNICORN_ACCESS_LOG": "",
+            "STAYY_TEST_EXEC_LOG": str(self.exec_log),
+        }
+        values.update(extra)
+        return child_env(values, drop=("JOB_", "PROMETHEUS_", "LOG_", "METRICS_", "GUNICORN_", "STAYY_"))
 
     def gunicorn(
         self,
@@ -277,7 +187,7 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ({p.pid}) ---\n{p.output()[-20000:]}" for p in self.processes)
 
-    def owner(self, pid: int) -> ServiceProcess | None:
+    def owner(self, pid: int) -> ServiceProcess | Gunicorn | None:
         """The started process that is, or whose worker is, ``pid``."""
         for process in self.processes:
             if pid == process.pid or pid in process.job_server_pids():

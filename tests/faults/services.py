@@ -29,13 +29,9 @@ from pathlib import Path
 
 import psycopg
 
+from harness.ports import free_port
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(condition, *, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from harness.env import child_env
+from harness.processes import Process
 from stayy.scheduling.triggers import GRID_EPOCH
 from tests.support import (  # re-exported for the tests of this folder
     BIN_DIR as BIN_DIR,
@@ -35,22 +35,15 @@ def grid_tick(seconds: int, *, at: datetime | None = None) -> datetime:
 
 def subprocess_env(**overrides: str | None) -> dict[str, str]:
     """The environment for a child process of the service: this run's settings, the test database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "JOB_", "RUN_MAIN"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DJANGO_DEBUG="1",
-        DATABASE_URL=child_database_url(),
-        PYTHONUNBUFFERED="1",
-        JOB_LEASE_TTL="5",
-        JOB_SHUTDOWN_GRACE="3",
-        LOG_LEVEL="INFO",
-    )
-    for key, value in overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    defaults: dict[str, str | None] = {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": child_database_url(),
+        "JOB_LEASE_TTL": "5",
+        "JOB_SHUTDOWN_GRACE": "3",
+        "LOG_LEVEL": "INFO",
+    }
+    return child_env(defaults, drop=("JOB_",), **overrides)
 
 
 def run_manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -62,40 +55,6 @@ def run_manage(*args: str, env: dict[str, str], timeout: float = 60) -> subproce
         text=True,
         timeout=timeout,
     )
-
-
-class Process:
-    """A long-running child process whose output goes to a file (read it on failure)."""
-
-    def __init__(self, argv: list[str], *, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            argv, cwd=PROJECT_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, signum: int = signal.SIGTERM) -> None:
-        self.popen.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise Timeout(f"process {self.pid} still running after {timeout:g} s:\n{self.output()}") from None
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(timeout=10)
-        self._log.close()
 
 
 @contextmanager

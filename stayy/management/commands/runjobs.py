@@ -31,7 +31,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from stayy import services
 from stayy.conf import stayy_settings
 from stayy.runtime import heap
-from stayy.scheduling import registry
 from stayy.scheduling.server import JobServer
 from stayy.scheduling.tracker import tracker
 
@@ -74,7 +73,7 @@ class Command(BaseCommand):
                 run = services.job_run_in_process(
                     name=name, force=force, on_progress=progress.show, on_hung=self._exit_hung
                 )
-        except registry.UnknownJob as exc:
+        except services.JobNotFound as exc:
             self.stderr.write(str(exc))
             sys.exit(2)
         except services.JobBusy as exc:
