@@ -63,7 +63,7 @@ STAYY_LAYERS: list[Layer | str] = [
 USERS_LAYERS: list[Layer | str] = [
     Layer(
         "users.views", "users.urls", "users.admin", "users.jobs", "users.management", "users.apps",
-        "users.serializers", "users.filters", "users.pagination", "users.throttling",
+        "users.serializers", "users.filters", "users.pagination", "users.lockout", "users.signals",
         independent=False,
     ),
     "users.services",
