@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -24,7 +24,7 @@ from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
 from stayy.repository import catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
-from stayy.scheduling.triggers import CronSchedule, InvalidSchedule
+from stayy.scheduling.triggers import CronSchedule, InvalidSchedule, next_fire_times
 
 #: The options an edit may change, in JOB_OVERRIDES' keys.
 EDITABLE = ("interval", "cron", "timezone", "enabled", "timeout", "retries", "overlap", "jitter")
@@ -101,16 +101,9 @@ def job_edit(*, name: str, changes: dict[str, Any], user: Any) -> Job:
     follows the new schedule.
     """
     base = _spec(name)
-    unknown = sorted(set(changes) - set(EDITABLE))
-    if unknown:
-        raise InvalidEdit({key: f"cannot be edited; editable: {', '.join(EDITABLE)}" for key in unknown})
     with catalog.locked(base) as job:
         old = dict(job.edits)
-        edits = _merged(old, changes, base=base)
-        errors = _edit_errors(base, edits, changes)
-        if errors:
-            raise InvalidEdit(errors)
-        spec = registry.override_spec(base, edits)
+        edits, spec = _edited(base, old, changes)
         message = "Edited " + "; ".join(
             f"{key}: {_shown(old.get(key, _from(base, key)))} → {_shown(edits[key])}" for key in changes
         )
@@ -118,6 +111,47 @@ def job_edit(*, name: str, changes: dict[str, Any], user: Any) -> Job:
             job, edits=edits, spec=spec, by=user.get_username(), user_id=user.pk, message=message
         )
     return _job_or_gone(name)
+
+
+@dataclass(frozen=True)
+class EditPreview:
+    """What an edit would make of a job, before it is saved."""
+
+    edits: dict[str, Any]
+    schedule: str
+    trigger: str
+    next_fire_times: list[datetime]
+    spec: registry.JobSpec
+
+
+def job_edit_preview(*, name: str, changes: dict[str, Any], count: int = 5) -> EditPreview:
+    """The schedule in words and the next ``count`` fire times an edit would give; nothing is saved.
+
+    Raises :class:`InvalidEdit` exactly as :func:`job_edit` would.
+    """
+    base = _spec(name)
+    edits, spec = _edited(base, catalog.edits_of(name), changes)
+    return EditPreview(
+        edits=edits,
+        schedule=spec.schedule.describe(),
+        trigger=spec.schedule.key,
+        next_fire_times=next_fire_times(spec.schedule, after=timezone.now(), count=count),
+        spec=spec,
+    )
+
+
+def _edited(
+    base: registry.JobSpec, old: dict[str, Any], changes: dict[str, Any]
+) -> tuple[dict[str, Any], registry.JobSpec]:
+    """The edits after ``changes`` and the spec they make (raises :class:`InvalidEdit`)."""
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise InvalidEdit({key: f"cannot be edited; editable: {', '.join(EDITABLE)}" for key in unknown})
+    edits = _merged(old, changes, base=base)
+    errors = _edit_errors(base, edits, changes)
+    if errors:
+        raise InvalidEdit(errors)
+    return edits, registry.override_spec(base, edits)
 
 
 def job_reset(*, name: str, user: Any) -> Job:

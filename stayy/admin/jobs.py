@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from stayy import services
-from stayy.admin import dashboard
+from stayy.admin import dashboard, edits
 from stayy.admin.common import ReadOnlyAdmin, status_badge
 from stayy.models import Job
 
@@ -36,6 +36,7 @@ class JobAdmin(ReadOnlyAdmin):
         ("Limits", {"fields": ("timeout", "misfire_grace")}),
         ("Policies", {"fields": ("overlap", "retries", "retry_backoff", "atomic", "jitter")}),
         ("State", {"fields": ("enabled", "paused", "paused_by", "last_run", "updated_at")}),
+        ("Live edits (win over JOB_OVERRIDES and the code)", {"fields": ("edits", "edited_by", "edited_at")}),
     )
     readonly_fields = ["runs", "last_run"]
 
@@ -81,6 +82,10 @@ class JobAdmin(ReadOnlyAdmin):
                 name=f"{prefix}_{command.replace('-', '_')}",
             )
             for command in dashboard.COMMANDS
+        ]
+        custom += [
+            path("<path:object_id>/edit/", wrap(edits.edit_view), name=f"{prefix}_edit"),
+            path("<path:object_id>/reset/", wrap(edits.reset_view), name=f"{prefix}_reset"),
         ]
         return custom + super().get_urls()
 

@@ -287,6 +287,23 @@ def parse_schedule(*, interval: object = None, cron: object = None, timezone: ob
     return CronSchedule(cron, timezone or "UTC")
 
 
+def next_fire_times(schedule: Schedule, *, after: datetime, count: int) -> list[datetime]:
+    """The schedule's next ``count`` fire times after ``after``, oldest first."""
+    trigger = schedule.build_trigger()
+    times: list[datetime] = []
+    previous: datetime | None = None
+    cursor = after.astimezone(UTC) + timedelta(microseconds=1)
+    while len(times) < count:
+        nxt = trigger.get_next_fire_time(previous, cursor)
+        if nxt is None:
+            break
+        if nxt > after:
+            times.append(nxt)
+        previous = nxt
+        cursor = nxt.astimezone(UTC) + timedelta(microseconds=1)
+    return times
+
+
 def fire_times(schedule: Schedule, *, after: datetime, until: datetime, limit: int) -> list[datetime]:
     """The schedule's fire times in ``(after, until]``, oldest first, at most ``limit`` (the newest kept)."""
     trigger = schedule.build_trigger()
