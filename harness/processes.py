@@ -143,10 +143,20 @@ class HttpAnswer:
 
 
 def http_request(
-    url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None, timeout: float = 10
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10,
+    json_body: Any = None,
 ) -> HttpAnswer:
     """One request with the standard library; an HTTP error status is an answer, not an exception."""
-    request = urllib.request.Request(url, method=method, headers=dict(headers or {}))
+    headers = dict(headers or {})
+    data = None
+    if json_body is not None:
+        data = json.dumps(json_body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, method=method, headers=headers, data=data)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return HttpAnswer(answer.status, answer.read())
@@ -187,9 +197,17 @@ class Gunicorn(Process):
         return {pid for pid in children(self.pid) if pid_alive(pid)}
 
     def request(
-        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, timeout: float = 10
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10,
+        json_body: Any = None,
     ) -> HttpAnswer:
-        return http_request(self.url + path, method=method, headers=headers, timeout=timeout)
+        return http_request(
+            self.url + path, method=method, headers=headers, timeout=timeout, json_body=json_body
+        )
 
     def healthy(self) -> bool:
         try:

@@ -114,10 +114,10 @@ class Gunicorn(ServiceLog, harness_processes.Gunicorn):
         return self.workers()
 
     def request(  # type: ignore[override]
-        self, method: str, path: str, *, token: str | None = None, timeout: float = 10
+        self, method: str, path: str, *, token: str | None = None, timeout: float = 10, json_body: Any = None
     ) -> HttpAnswer:
         headers = {"Authorization": f"Token {token}"} if token else {}
-        return super().request(method, path, headers=headers, timeout=timeout)
+        return super().request(method, path, headers=headers, timeout=timeout, json_body=json_body)
 
 
 @dataclass
