@@ -66,7 +66,7 @@ def seed_history() -> None:
 
 
 def log_in(page: Any, server: Gunicorn, login: tuple[str, str]) -> None:
-    page.goto(server.base_url + "/admin/")
+    page.goto(server.url + "/admin/")
     expect(page).to_have_url(re.compile(r"/admin/login/"))
     page.fill("#id_username", login[0])
     page.fill("#id_password", login[1])
