@@ -358,3 +358,56 @@ def jobs_dashboard(*, chart_runs: int = 50, stats_window: timedelta = timedelta(
         lease_backend=lease_backend(),
         stats_window=stats_window,
     )
+
+
+@dataclass(frozen=True)
+class LeaderChange:
+    """A new leader, seen in the runs: the first run it executed in the window."""
+
+    at: datetime
+    host: str
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class JobsTimeline:
+    """Each job's runs that overlap ``[start, end]``, oldest first, and the leader changes among them."""
+
+    start: datetime
+    end: datetime
+    runs: dict[str, list[JobRun]]
+    leader_changes: list[LeaderChange]
+
+
+#: Runs a leader executes (a command's run is executed where the command runs).
+_LEADER_TRIGGERS = (JobRun.Trigger.SCHEDULE, JobRun.Trigger.MANUAL, JobRun.Trigger.RETRY)
+
+
+def jobs_timeline(*, window: timedelta = timedelta(hours=1), per_job: int = 400) -> JobsTimeline:
+    """Every registered job's runs over the last ``window`` (at most its newest ``per_job``), from every
+    host, and where the leader changed: a leader executes the scheduled, manual and retried runs, so
+    a new host and pid among them, in start order, is a new leader."""
+    end = timezone.now()
+    start = end - window
+    names = [job.name for job in job_list()]
+    recent = run_queries.recent_runs(names, limit=per_job)
+    runs: dict[str, list[JobRun]] = {}
+    for name in names:
+        shown = [
+            run
+            for run in recent[name]
+            if run.started_at is not None and (run.finished_at or end) >= start and run.started_at <= end
+        ]
+        runs[name] = sorted(shown, key=lambda run: run.started_at or end)
+    led = sorted(
+        (run for shown in runs.values() for run in shown if run.trigger in _LEADER_TRIGGERS),
+        key=lambda run: run.started_at or end,
+    )
+    changes: list[LeaderChange] = []
+    previous: tuple[str, int | None] | None = None
+    for run in led:
+        holder = (run.host, run.pid)
+        if previous is not None and holder != previous and run.started_at is not None:
+            changes.append(LeaderChange(at=run.started_at, host=run.host, pid=run.pid))
+        previous = holder
+    return JobsTimeline(start=start, end=end, runs=runs, leader_changes=changes)

@@ -26,6 +26,7 @@ from stayy import services
 from stayy.admin.charts import Bar, runs_chart
 from stayy.admin.common import human_duration, status_badge
 from stayy.admin.schedule_words import schedule_in_words
+from stayy.admin.timeline import timeline_svg
 from stayy.models import Job, JobRun
 
 CHART_RUNS = 50
@@ -113,6 +114,7 @@ def dashboard_view(model_admin: JobsModelAdmin, request: HttpRequest) -> HttpRes
         "chart_runs": CHART_RUNS,
         "can_operate": model_admin.has_operate_permission(request),
         "changelist_url": reverse("admin:stayy_job_changelist"),
+        "timeline": timeline_svg(services.jobs_timeline()),
     }
     return render(request, "admin/stayy/job/dashboard.html", context)
 

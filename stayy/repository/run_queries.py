@@ -135,7 +135,18 @@ def recent_runs(job_names: list[str], *, limit: int) -> dict[str, list[JobRun]]:
         wanted |= Q(job_name=name, scheduled_for__gte=boundary) if boundary else Q(job_name=name)
     rows = (
         started.filter(wanted)
-        .only("id", "job_name", "scheduled_for", "status", "duration_ms", "trigger")
+        .only(
+            "id",
+            "job_name",
+            "scheduled_for",
+            "status",
+            "duration_ms",
+            "trigger",
+            "started_at",
+            "finished_at",
+            "host",
+            "pid",
+        )
         .order_by("-scheduled_for", "-id")
     )
     for run in rows:
