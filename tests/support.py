@@ -27,14 +27,6 @@ def child_database_url() -> str:
     return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
-def storage_parameters(table: str) -> set[str]:
-    """A PostgreSQL table's storage parameters (``reloptions``), e.g. ``{"fillfactor=90"}``."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
-        (options,) = cursor.fetchone()
-    return set(options or [])
-
-
 def json_log_lines(output: str) -> list[dict[str, Any]]:
     """The lines of a child's output written in the JSON log format (gunicorn's own lines are not)."""
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]

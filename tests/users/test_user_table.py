@@ -1,7 +1,6 @@
 """Rules of the users table itself: one address per person, case-insensitively
 (``users_user_email_ci_unique``), with the email checks phrased so that its
-``lower(email)`` index answers them, on PostgreSQL and SQLite; and free room
-in its pages on PostgreSQL (fillfactor 90), so that sync updates are HOT."""
+``lower(email)`` index answers them, on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from tests.support import storage_parameters
 from users.models import User
 from users.repository import db
 
@@ -63,41 +61,3 @@ def test_the_email_check_is_answered_by_the_case_insensitive_index():
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     assert "users_user_email_ci_unique" in plan, plan
-
-
-@pytest.mark.django_db
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL storage parameter")
-def test_the_table_keeps_room_for_hot_updates():
-    assert "fillfactor=90" in storage_parameters(User._meta.db_table)
-
-
-@pytest.mark.django_db
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL storage parameter")
-def test_autovacuum_keeps_the_count_index_only_after_a_fixed_number_of_changed_users():
-    assert storage_parameters(User._meta.db_table) >= {
-        "autovacuum_vacuum_scale_factor=0",
-        "autovacuum_vacuum_threshold=1000",
-    }
-
-
-@pytest.mark.django_db
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL statistics")
-def test_a_display_name_change_rewrites_no_index_entry():
-    def updates_so_far() -> tuple[int, int]:
-        """(updates, HOT updates) of the users table in this transaction."""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = %s",
-                [User._meta.db_table],
-            )
-            updated, hot = cursor.fetchone()
-        return updated, hot
-
-    for number in range(200):
-        User.objects.create_user(username=f"u{number}", email=f"u{number}@example.com")
-    before = updates_so_far()
-
-    User.objects.filter(username="u7").update(display_name="Renamed")
-
-    updated, hot = updates_so_far()
-    assert (updated - before[0], hot - before[1]) == (1, 1)
