@@ -27,7 +27,9 @@ from stayy.scheduling import registry, runner
 from stayy.scheduling.triggers import CronSchedule, InvalidSchedule
 
 #: The options an edit may change, in JOB_OVERRIDES' keys.
-EDITABLE = ("interval", "cron", "timezone", "enabled", "timeout", "retries", "overlap", "jitter")
+EDITABLE = (
+    "interval", "cron", "timezone", "enabled", "timeout", "retries", "overlap", "jitter", "alert_after",
+)  # fmt: skip
 _SCHEDULE_KEYS = ("interval", "cron", "timezone")
 
 
@@ -194,6 +196,8 @@ def _from(spec: registry.JobSpec, key: str) -> Any:
         if isinstance(schedule, CronSchedule):
             return {"cron": schedule.expression, "timezone": schedule.timezone}.get(key)
         return getattr(schedule, "seconds", None) if key == "interval" else None
+    if key == "alert_after":
+        return spec.overdue_after
     return getattr(spec, key)
 
 
