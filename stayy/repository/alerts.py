@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
 from stayy.models import AlertDelivery, Job, JobRun
@@ -68,16 +68,20 @@ def record(
             )
             sent = recent.exclude(status=Status.SUPPRESSED).exclude(event=Event.SUPPRESSED).count()
             status = Status.PENDING if sent < max_per_hour else Status.SUPPRESSED
-            AlertDelivery.objects.create(
-                event=event,
-                job_name=job_name,
-                run_id=run_id,
-                channel=channel,
-                status=status,
-                payload=payload,
-                next_attempt_at=now if status == Status.PENDING else None,
-                created_at=now,
-            )
+            try:
+                with transaction.atomic():
+                    AlertDelivery.objects.create(
+                        event=event,
+                        job_name=job_name,
+                        run_id=run_id,
+                        channel=channel,
+                        status=status,
+                        payload=payload,
+                        next_attempt_at=now if status == Status.PENDING else None,
+                        created_at=now,
+                    )
+            except IntegrityError:  # recorded meanwhile by another thread (a timeout and the run's end)
+                continue
             summary = status == Status.SUPPRESSED and not recent.filter(event=Event.SUPPRESSED).exists()
             if summary:
                 AlertDelivery.objects.create(
@@ -90,6 +94,11 @@ def record(
                 )
             recorded.append(Recorded(channel=channel, status=status, summary=summary))
     return recorded
+
+
+def raised(*, event: str, run_id: int) -> bool:
+    """Whether ``event`` of the run has been recorded already (for any channel)."""
+    return AlertDelivery.objects.filter(event=event, run_id=run_id).exists()
 
 
 def mark_alerting(job_name: str) -> None:

@@ -149,9 +149,10 @@ def run_ended(*, job_name: str, run_id: int, status: str) -> None:
     try:
         if status in _ENDED_EVENTS:
             alert_rows.mark_alerting(job_name)
-            raise_event(
-                job_name=job_name, event=_ENDED_EVENTS[Status(status)], run=alert_rows.get_run(run_id)
-            )
+            event = _ENDED_EVENTS[Status(status)]
+            if alert_rows.raised(event=event, run_id=run_id):
+                return  # a timeout is raised at its deadline or when its handler returns, once
+            raise_event(job_name=job_name, event=event, run=alert_rows.get_run(run_id))
         elif status == Status.SUCCEEDED and alert_rows.clear_alerting(job_name):
             raise_event(job_name=job_name, event=Event.JOB_RECOVERED, run=alert_rows.get_run(run_id))
     except DatabaseError as exc:

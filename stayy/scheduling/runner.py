@@ -424,7 +424,7 @@ def execute(
         )
     finally:
         tracker.unregister(run.pk)
-    if own and status != Status.TIMED_OUT:  # a timeout raised its alert at its deadline
+    if own:
         alerts.run_ended(job_name=spec.name, run_id=run.pk, status=status)
     if own and status in RETRIED:
         retry_later(run.pk)
