@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
-from stayy.repository import catalog, leases, run_queries, runs
+from stayy.repository import alerts as alert_rows, catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
 from stayy.scheduling.triggers import CronSchedule, InvalidSchedule
 
@@ -277,7 +277,8 @@ def job_run_in_process(
 
 
 def job_runs_purge(*, should_stop: Callable[[], bool] = lambda: False, batch_size: int = 5000) -> int:
-    """Delete finished runs older than the retention, in batches; returns how many."""
+    """Delete finished runs older than the retention, in batches, and the alerts sent before it;
+    returns how many runs."""
     cutoff = timezone.now() - timedelta(days=stayy_settings.run_retention_days)
     deleted = 0
     while not should_stop():
@@ -285,6 +286,7 @@ def job_runs_purge(*, should_stop: Callable[[], bool] = lambda: False, batch_siz
         deleted += batch
         if batch < batch_size:
             break
+    alert_rows.purge_before(cutoff)
     return deleted
 
 

@@ -217,5 +217,13 @@ def fail_abandoned(*, older_than: timedelta) -> int:
     )
 
 
+def purge_before(cutoff: datetime) -> int:
+    """Delete alerts recorded before ``cutoff`` that are no longer on their way."""
+    old = AlertDelivery.objects.filter(created_at__lt=cutoff).exclude(
+        status__in=[Status.PENDING, Status.SENDING]
+    )
+    return AlertDelivery.objects.filter(pk__in=list(old.values_list("pk", flat=True)[:50_000])).delete()[0]
+
+
 def get_run(run_id: int) -> JobRun | None:
     return JobRun.objects.filter(pk=run_id).first()

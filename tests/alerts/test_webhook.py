@@ -213,3 +213,16 @@ def test_a_leader_delivers_a_failed_tick_alert_off_the_run_thread(make_job, over
         timeout=10,
         message="ticks stalled behind the slow webhook",
     )
+
+
+def test_the_purge_job_deletes_alerts_sent_before_the_retention(webhook):
+    alerts.raise_event(job_name=JOB, event=AlertDelivery.Event.JOB_OVERDUE, detail="old, sent")
+    alerts.deliver_due()
+    alerts.raise_event(job_name=JOB, event=AlertDelivery.Event.JOB_OVERDUE, detail="old, still pending")
+    alerts.raise_event(job_name="tests.other", event=AlertDelivery.Event.JOB_OVERDUE, detail="recent")
+    AlertDelivery.objects.filter(job_name=JOB).update(created_at=timezone.now() - timedelta(days=30))
+    AlertDelivery.objects.filter(job_name=JOB, status="pending").update(next_attempt_at=timezone.now())
+
+    services.job_runs_purge()
+    left = sorted((d.job_name, d.status) for d in AlertDelivery.objects.all())
+    assert left == [(JOB, "pending"), ("tests.other", "pending")]
