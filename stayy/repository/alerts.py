@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Q
 
 from stayy.models import AlertDelivery, Job, JobRun
 from stayy.repository.clock import cluster_clock
@@ -137,15 +137,15 @@ def overdue_candidates(names: Iterable[str], *, now: datetime) -> list[OverdueCa
     )
     if not jobs:
         return []
-    successes = dict(
-        JobRun.objects.filter(job_name__in=[name for name, _, _ in jobs], status=JobRun.Status.SUCCEEDED)
-        .values("job_name")
-        .annotate(last=Max("finished_at"))
-        .values_list("job_name", "last")
-    )
     found = []
     for name, schedule_since, alert_after in jobs:
-        last = successes.get(name)
+        # Newest first along the job's history index: it stops at the newest success.
+        last = (
+            JobRun.objects.filter(job_name=name, status=JobRun.Status.SUCCEEDED)
+            .order_by("-scheduled_for", "-id")
+            .values_list("finished_at", flat=True)
+            .first()
+        )
         since = max(t for t in (last, schedule_since) if t is not None)
         if now - since > timedelta(seconds=alert_after or 0):
             found.append(OverdueCandidate(name=name, last_success_at=last, since=since))
