@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from email.utils import getaddresses
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -164,4 +165,42 @@ def env_secret_key(name: str, *, required: bool) -> str:
     weak = len(value) < 50 or len(set(value)) < 5 or value.startswith("django-insecure-")
     if weak or "change-me" in value.lower():
         raise ConfigError(name, f"not a real secret (needs 50+ random characters); {how}")
+    return value
+
+
+def env_admins(name: str) -> list[tuple[str, str]]:
+    """``Ops <ops@example.com>, dev@example.com`` → Django's ``ADMINS``: ``[("Ops", "ops@example.com")]``;
+    an address alone is its own name."""
+    raw = env_str(name)
+    if not raw:
+        return []
+    admins = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        parsed = getaddresses([item])
+        display, address = parsed[0] if len(parsed) == 1 else ("", "")
+        local, at, domain = address.partition("@")
+        if not (local and at and "." in domain) or any(c.isspace() for c in address):
+            raise ConfigError(
+                name,
+                f"expected addresses like 'Ops <ops@example.com>, dev@example.com'; got {item.strip()!r}",
+            )
+        admins.append((display or address, address))
+    return admins
+
+
+def env_sentry_dsn(name: str) -> str:
+    """A Sentry DSN (``https://<public key>@<host>/<project id>``), checked the way sentry-sdk reads it."""
+    value = env_str(name)
+    if not value:
+        return ""
+    from sentry_sdk.utils import BadDsn, Dsn
+
+    try:
+        Dsn(value)
+    except BadDsn as exc:
+        raise ConfigError(
+            name, f"not a Sentry DSN ({exc}); expected https://<key>@<host>/<project id>"
+        ) from None
     return value

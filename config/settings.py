@@ -15,6 +15,7 @@ import dj_database_url
 
 from config.env import (
     ConfigError,
+    env_admins,
     env_bool,
     env_float,
     env_int,
@@ -23,6 +24,7 @@ from config.env import (
     env_origins,
     env_proxy_ssl_header,
     env_secret_key,
+    env_sentry_dsn,
     env_str,
     env_token,
     env_url,
@@ -320,6 +322,35 @@ THIRD_PARTY_USERS_BACKOFF_MAX = env_float("THIRD_PARTY_USERS_BACKOFF_MAX", 30.0,
 # a sixth of the time). 0: no pause.
 THIRD_PARTY_USERS_SYNC_PAUSE = env_float("THIRD_PARTY_USERS_SYNC_PAUSE", 5.0, minimum=0.0)
 
+# --- Alerts (docs/deployment.md, "Alerting") -------------------------------------
+# A signed JSON POST per alert; the secret keys its HMAC, so it is required with the URL.
+JOB_ALERT_WEBHOOK_URL = env_url("JOB_ALERT_WEBHOOK_URL", schemes=("http", "https"))
+JOB_ALERT_WEBHOOK_SECRET = env_str("JOB_ALERT_WEBHOOK_SECRET")
+if JOB_ALERT_WEBHOOK_URL and not JOB_ALERT_WEBHOOK_SECRET:
+    raise ConfigError(
+        "JOB_ALERT_WEBHOOK_SECRET",
+        "required when JOB_ALERT_WEBHOOK_URL is set (it signs each alert: X-Stayy-Signature)",
+    )
+# Alerts also go by email (mail_admins) to ADMINS, through the EMAIL_* server below.
+ADMINS = env_admins("DJANGO_ADMINS")
+SERVER_EMAIL = env_str("DJANGO_SERVER_EMAIL", "stayy@localhost")
+EMAIL_SUBJECT_PREFIX = "[stayy] "
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ConfigError("EMAIL_USE_SSL", "EMAIL_USE_TLS (STARTTLS) and EMAIL_USE_SSL exclude each other")
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
+# Sentry: errors, and a Crons check-in at each run's start and end (stayy.repository.cron_monitors).
+SENTRY_DSN = env_sentry_dsn("SENTRY_DSN")
+if SENTRY_DSN:
+    import sentry_sdk
+
+    sentry_sdk.init(dsn=SENTRY_DSN, send_default_pii=False)
+
 # --- Jobs ---------------------------------------------------------------------
 STAYY = {
     "JOB_ENABLE": env_bool("JOB_ENABLE", False),
@@ -334,6 +365,12 @@ STAYY = {
     # Lines a run logs are stored with it, up to this many bytes (the start is kept).
     "RUN_LOG_MAX_BYTES": env_int("JOB_RUN_LOG_MAX_BYTES", 65536, minimum=1024),
     "REDIS_URL": REDIS_URL,
+    "ALERT_WEBHOOK_URL": JOB_ALERT_WEBHOOK_URL,
+    "ALERT_WEBHOOK_SECRET": JOB_ALERT_WEBHOOK_SECRET,
+    # Alerts one job may send in an hour (per channel); past it, one summary.
+    "ALERT_MAX_PER_HOUR": env_int("JOB_ALERT_MAX_PER_HOUR", 12, minimum=1),
+    # The service's public address, for the links to runs in alerts; unset, the links are paths.
+    "ALERT_BASE_URL": env_url("JOB_ALERT_BASE_URL", schemes=("http", "https")).rstrip("/"),
 }
 
 # --- Logging ------------------------------------------------------------------

@@ -65,6 +65,23 @@ class StayySettings:
         return str(self._values["REDIS_URL"])
 
     @property
+    def alert_webhook_url(self) -> str:
+        return str(self._values.get("ALERT_WEBHOOK_URL", ""))
+
+    @property
+    def alert_webhook_secret(self) -> str:
+        return str(self._values.get("ALERT_WEBHOOK_SECRET", ""))
+
+    @property
+    def alert_max_per_hour(self) -> int:
+        """Alerts a job sends per channel within an hour (``JOB_ALERT_MAX_PER_HOUR``); then one summary."""
+        return int(self._values.get("ALERT_MAX_PER_HOUR", 12))
+
+    @property
+    def alert_base_url(self) -> str:
+        return str(self._values.get("ALERT_BASE_URL", ""))
+
+    @property
     def heartbeat_interval(self) -> float:
         """How often a process refreshes the heartbeat of the runs it executes."""
         return max(1.0, self.run_stale_after / 5)

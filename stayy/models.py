@@ -1,4 +1,4 @@
-"""Tables of the job runtime: the job catalog, the run history and the leader lease.
+"""Tables of the job runtime: the job catalog, the run history, the leader lease and the alerts.
 
 The run row is also the claim: a partial unique index on
 ``(job_name, scheduled_for)`` for scheduled runs makes a second execution of
@@ -42,6 +42,11 @@ class Job(models.Model):
     jitter = models.FloatField(
         default=0.0, help_text="Seconds a tick may start late, the same in every process."
     )
+    alert_after = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds without a success after which the job is reported overdue.",
+    )
     enabled = models.BooleanField(default=True, help_text="From configuration (JOB_OVERRIDES).")
     paused = models.BooleanField(default=False)
     paused_by = models.CharField(max_length=150, blank=True)
@@ -63,6 +68,14 @@ class Job(models.Model):
     edited_by = models.CharField(max_length=150, blank=True)
     edited_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    alerting_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Failing or overdue since then (alerts were raised); its next success clears it.",
+    )
+    overdue_alerted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was reported overdue; its next success clears it."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -183,3 +196,57 @@ class LeaderLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.host}:{self.pid}" if self.holder else f"{self.name}: no leader"
+
+
+class AlertDelivery(models.Model):
+    """One alert on its way to one channel (webhook or email): written when the event happens,
+    delivered by the leader's sender, at most once, with retries for up to an hour."""
+
+    class Event(models.TextChoices):
+        RUN_FAILED = "run.failed", "run failed"
+        RUN_TIMED_OUT = "run.timed_out", "run timed out"
+        RUN_LOST = "run.lost", "run lost"
+        JOB_RECOVERED = "job.recovered", "job recovered"
+        JOB_OVERDUE = "job.overdue", "job overdue"
+        SUPPRESSED = "alerts.suppressed", "alerts suppressed"
+
+    class Channel(models.TextChoices):
+        WEBHOOK = "webhook", "webhook"
+        EMAIL = "email", "email"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENDING = "sending", "sending"
+        DELIVERED = "delivered", "delivered"
+        FAILED = "failed", "failed"
+        SUPPRESSED = "suppressed", "suppressed"
+
+    event = models.CharField(max_length=32, choices=Event.choices)
+    job_name = models.CharField(max_length=200)
+    run_id = models.BigIntegerField(null=True, blank=True, help_text="The run it is about, if any.")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    payload = models.JSONField(default=dict, help_text="The body sent, but for its sent_at.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "alert deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "run_id", "channel"],
+                condition=Q(run_id__isnull=False),
+                name="stayy_alert_once_per_run_event",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="stayy_alert_due"),
+            models.Index(fields=["job_name", "channel", "created_at"], name="stayy_alert_job_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} of {self.job_name} by {self.channel} ({self.status})"

@@ -22,12 +22,14 @@ from django.utils import timezone
 
 from stayy.conf import stayy_settings
 from stayy.models import Job, JobRun, LeaderLease
-from stayy.repository import catalog, leases, run_queries, runs
+from stayy.repository import alerts as alert_rows, catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
 from stayy.scheduling.triggers import CronSchedule, InvalidSchedule, next_fire_times
 
 #: The options an edit may change, in JOB_OVERRIDES' keys.
-EDITABLE = ("interval", "cron", "timezone", "enabled", "timeout", "retries", "overlap", "jitter")
+EDITABLE = (
+    "interval", "cron", "timezone", "enabled", "timeout", "retries", "overlap", "jitter", "alert_after",
+)  # fmt: skip
 _SCHEDULE_KEYS = ("interval", "cron", "timezone")
 
 
@@ -228,6 +230,8 @@ def _from(spec: registry.JobSpec, key: str) -> Any:
         if isinstance(schedule, CronSchedule):
             return {"cron": schedule.expression, "timezone": schedule.timezone}.get(key)
         return getattr(schedule, "seconds", None) if key == "interval" else None
+    if key == "alert_after":
+        return spec.overdue_after
     return getattr(spec, key)
 
 
@@ -307,7 +311,8 @@ def job_run_in_process(
 
 
 def job_runs_purge(*, should_stop: Callable[[], bool] = lambda: False, batch_size: int = 5000) -> int:
-    """Delete finished runs older than the retention, in batches; returns how many."""
+    """Delete finished runs older than the retention, in batches, and the alerts sent before it;
+    returns how many runs."""
     cutoff = timezone.now() - timedelta(days=stayy_settings.run_retention_days)
     deleted = 0
     while not should_stop():
@@ -315,6 +320,7 @@ def job_runs_purge(*, should_stop: Callable[[], bool] = lambda: False, batch_siz
         deleted += batch
         if batch < batch_size:
             break
+    alert_rows.purge_before(cutoff)
     return deleted
 
 

@@ -31,14 +31,14 @@ class JobAdmin(ReadOnlyAdmin):
     list_filter = ["enabled", "paused"]
     actions = ["run_now", "pause", "resume"]
     fieldsets = (
-        (None, {"fields": ("name", "description", "runs")}),
+        (None, {"fields": ("name", "description", "runs", "alerts")}),
         ("Schedule", {"fields": ("schedule", "trigger", "next_run_at", "schedule_since")}),
         ("Limits", {"fields": ("timeout", "misfire_grace")}),
-        ("Policies", {"fields": ("overlap", "retries", "retry_backoff", "atomic", "jitter")}),
+        ("Policies", {"fields": ("overlap", "retries", "retry_backoff", "atomic", "jitter", "alert_after")}),
         ("State", {"fields": ("enabled", "paused", "paused_by", "last_run", "updated_at")}),
         ("Live edits (win over JOB_OVERRIDES and the code)", {"fields": ("edits", "edited_by", "edited_at")}),
     )
-    readonly_fields = ["runs", "last_run"]
+    readonly_fields = ["runs", "alerts", "last_run"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         return services.jobs_with_last_run(jobs=super().get_queryset(request))
@@ -62,6 +62,11 @@ class JobAdmin(ReadOnlyAdmin):
     def runs(self, job: Job) -> SafeString:
         url = reverse("admin:stayy_jobrun_changelist") + "?" + urlencode({"job_name": job.name})
         return format_html('<a href="{}">Run history of {}</a>', url, job.name)
+
+    @admin.display(description="alerts")
+    def alerts(self, job: Job) -> SafeString:
+        url = reverse("admin:stayy_alertdelivery_changelist") + "?" + urlencode({"job_name": job.name})
+        return format_html('<a href="{}">Alerts of {}</a>', url, job.name)
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         """Run now, pause and resume: for staff who may change jobs (the pages stay read-only)."""

@@ -75,6 +75,7 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "retry_backoff",
             "atomic",
             "jitter",
+            "alert_after",
             "enabled",
             "paused",
             "next_run_at",
@@ -174,6 +175,9 @@ class JobEditSerializer(serializers.Serializer):
     retries = serializers.JSONField(required=False, help_text="0 to 100.")
     overlap = serializers.JSONField(required=False, help_text="'skip' or 'queue'.")
     jitter = serializers.JSONField(required=False, help_text="Seconds (0: none).")
+    alert_after = serializers.JSONField(
+        required=False, help_text="Seconds without a success before the job is reported overdue."
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):

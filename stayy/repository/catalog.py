@@ -48,6 +48,8 @@ class CatalogSpec(Protocol):
     def jitter(self) -> float: ...
     @property
     def enabled(self) -> bool: ...
+    @property
+    def overdue_after(self) -> float: ...
 
 
 def _spec_fields(spec: CatalogSpec) -> dict[str, object]:
@@ -63,6 +65,7 @@ def _spec_fields(spec: CatalogSpec) -> dict[str, object]:
         "atomic": spec.atomic,
         "jitter": spec.jitter,
         "enabled": spec.enabled,
+        "alert_after": spec.overdue_after,
     }
 
 

@@ -13,6 +13,8 @@ failed, timed-out or lost run is run again as a new run, after
 ``retry_backoff`` seconds doubling per attempt), ``atomic`` (the handler's
 writes and its run's end commit together) and ``jitter`` (each tick starts up
 to that many seconds late, by an amount derived from the job and the tick).
+``alert_after`` is how long the job may go without a success before it is
+reported overdue (default: three intervals, or a day for a crontab schedule).
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ logger = logging.getLogger("stayy.jobs")
 Handler = Callable[[JobContext], Mapping[str, Any] | None]
 
 JOB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_POLICY_KEYS = {"overlap", "retries", "retry_backoff", "atomic", "jitter"}
+_POLICY_KEYS = {"overlap", "retries", "retry_backoff", "atomic", "jitter", "alert_after"}
 _OVERRIDE_KEYS = {"interval", "cron", "timezone", "enabled", "timeout", "misfire_grace", *_POLICY_KEYS}
 OVERLAP_CHOICES = ("skip", "queue")
 #: Retry waits double per attempt up to this many seconds.
 RETRY_BACKOFF_MAX = 3600.0
+#: A crontab job is overdue after this many seconds without a success, unless ``alert_after`` says.
+CRON_ALERT_AFTER = 86400.0
+#: An interval job is overdue after this many of its intervals without a success, unless ``alert_after`` says.
+INTERVAL_ALERT_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,16 @@ class JobSpec:
     retry_backoff: float = 10.0
     atomic: bool = False
     jitter: float = 0.0
+    #: Seconds without a success before the job is overdue; ``None``: the default (:attr:`overdue_after`).
+    alert_after: float | None = None
+
+    @property
+    def overdue_after(self) -> float:
+        """Seconds without a success after which the job is reported overdue."""
+        if self.alert_after is not None:
+            return self.alert_after
+        seconds = getattr(self.schedule, "seconds", None)
+        return float(INTERVAL_ALERT_AFTER * seconds) if seconds else CRON_ALERT_AFTER
 
     def jitter_delay(self, tick: datetime) -> timedelta:
         """How late ``tick`` starts: the same in every process, from the job's name and the tick."""
@@ -121,6 +137,8 @@ def _policies(values: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < math.inf:
             raise InvalidSchedule(f"jitter must be 0 or a positive number of seconds, got {jitter!r}")
         checked["jitter"] = float(jitter)
+    if values.get("alert_after") is not None:
+        checked["alert_after"] = _positive_seconds(values["alert_after"], "alert_after")
     return checked
 
 
@@ -138,6 +156,7 @@ def job(
     retry_backoff: float = 10.0,
     atomic: bool = False,
     jitter: float = 0.0,
+    alert_after: float | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare the decorated function as the handler of a scheduled job (policies: module docs)."""
 
@@ -152,6 +171,7 @@ def job(
             "retry_backoff": retry_backoff,
             "atomic": atomic,
             "jitter": jitter,
+            "alert_after": alert_after,
         }
         try:
             checked = _policies(policies)

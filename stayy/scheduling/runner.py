@@ -39,7 +39,7 @@ from stayy.observability import metrics
 from stayy.observability.logcontext import RunLog, bind_run
 from stayy.repository import catalog, runs
 from stayy.repository.clock import cluster_clock
-from stayy.scheduling import registry
+from stayy.scheduling import alerts, registry
 from stayy.scheduling.context import JobCancelled, JobContext, JobSkipped
 from stayy.scheduling.deadlines import deadlines
 from stayy.scheduling.registry import JobSpec
@@ -331,6 +331,7 @@ def reap_lost_runs() -> int:
     lost = runs.reap_lost(stale_after=stayy_settings.run_stale_after, keep=tracker.running())
     if lost:
         logger.warning("closed %d run(s) of lost processes as failed", len(lost))
+        alerts.runs_lost(lost)
     for run in lost:
         retry_later(run.pk)
     return len(lost)
@@ -391,7 +392,8 @@ def execute(
         ctx.logger.warning("run timed out after %g s; cancellation requested", spec.timeout)
         try:
             close_old_connections()
-            runs.mark_timed_out(run, timeout=spec.timeout, log=run_log.text())
+            if runs.mark_timed_out(run, timeout=spec.timeout, log=run_log.text()):
+                alerts.run_ended(job_name=spec.name, run_id=run.pk, status=Status.TIMED_OUT)
         except DatabaseError as exc:
             ctx.logger.error("could not record the timeout: %s", exc)
         finally:
@@ -400,6 +402,7 @@ def execute(
     tracker.register(run.pk, ctx)
     if on_started is not None:
         on_started()  # from here on, shutdown reaches this run through the tracker
+    check_in = alerts.run_started(spec)
     watchdog = deadlines.call_after(spec.timeout, on_deadline, name=f"stayy-timeout-{spec.name}")
     # Every line logged in this thread until the handler returns is kept with the run.
     with bind_run(spec.name, run.pk, log=run_log):
@@ -421,13 +424,17 @@ def execute(
         )
     finally:
         tracker.unregister(run.pk)
+    if own:
+        alerts.run_ended(job_name=spec.name, run_id=run.pk, status=status)
     if own and status in RETRIED:
         retry_later(run.pk)
+    duration_s = time.monotonic() - ctx.started_monotonic
+    alerts.run_checked_out(spec, check_in, status=status, duration=duration_s)
     started_at = run.started_at
     metrics.observe_run(
         spec.name,
         str(status),
-        duration_s=time.monotonic() - ctx.started_monotonic,
+        duration_s=duration_s,
         lateness_s=(
             (started_at - run.scheduled_for).total_seconds()
             if run.trigger == JobRun.Trigger.SCHEDULE and started_at is not None

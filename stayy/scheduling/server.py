@@ -36,7 +36,7 @@ from stayy.conf import stayy_settings
 from stayy.models import JobRun
 from stayy.repository import catalog, leases, runs
 from stayy.repository.clock import cluster_clock
-from stayy.scheduling import registry, runner
+from stayy.scheduling import alerts, registry, runner
 from stayy.scheduling.leadership import Leadership, Term
 from stayy.scheduling.registry import JobSpec
 from stayy.scheduling.tick_pool import TickPool
@@ -284,6 +284,7 @@ class JobServer:
         if now >= self._next_publish:
             self._next_publish = now + max(1.0, stayy_settings.run_stale_after / 3)
             self._publish_next_runs()
+        alerts.sender.poll(specs=list(self._specs.values()))
 
     def _apply_controls(self) -> None:
         """Follow what any process may change: pause and resume, and live edits of the options."""

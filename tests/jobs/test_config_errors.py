@@ -65,6 +65,24 @@ BAD_SETTINGS = [
     ),
     pytest.param({"DJANGO_SECURE_COOKIES": "maybe"}, "DJANGO_SECURE_COOKIES", "maybe", id="secure-cookies"),
     pytest.param({"DJANGO_TRUSTED_PROXIES": "one"}, "DJANGO_TRUSTED_PROXIES", "one", id="trusted-proxies"),
+    pytest.param(
+        {"JOB_ALERT_WEBHOOK_URL": "hooks.example.com/stayy", "JOB_ALERT_WEBHOOK_SECRET": "s"},
+        "JOB_ALERT_WEBHOOK_URL",
+        "scheme must be one of http, https",
+        id="alert-webhook-url",
+    ),
+    pytest.param(
+        {"JOB_ALERT_WEBHOOK_URL": "https://hooks.example.com/stayy", "JOB_ALERT_WEBHOOK_SECRET": ""},
+        "JOB_ALERT_WEBHOOK_SECRET",
+        "required when JOB_ALERT_WEBHOOK_URL is set",
+        id="alert-webhook-without-secret",
+    ),
+    pytest.param({"JOB_ALERT_MAX_PER_HOUR": "0"}, "JOB_ALERT_MAX_PER_HOUR", "at least 1", id="alert-cap"),
+    pytest.param({"SENTRY_DSN": "not-a-dsn"}, "SENTRY_DSN", "not a Sentry DSN", id="sentry-dsn"),
+    pytest.param(
+        {"SENTRY_DSN": "https://sentry.example.com/1"}, "SENTRY_DSN", "public key", id="sentry-dsn-no-key"
+    ),
+    pytest.param({"DJANGO_ADMINS": "Ops <ops>"}, "DJANGO_ADMINS", "'Ops <ops>'", id="admins"),
 ]
 
 

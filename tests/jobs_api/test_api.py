@@ -31,6 +31,7 @@ JOB_KEYS = {
     "retry_backoff",
     "atomic",
     "jitter",
+    "alert_after",
     "enabled",
     "paused",
     "next_run_at",
