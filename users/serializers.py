@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.validators import RegexValidator
 from django.http import QueryDict
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
@@ -72,6 +73,15 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` (JSON's, or those words in a form), as the schema says; not DRF's ``1``,
+    ``"on"``, ``"yes"``."""
+
+    TRUE_VALUES = {True, "true"}
+    FALSE_VALUES = {False, "false"}
+    NULL_VALUES: set[Any] = set()
+
+
 class StrictInputSchema(OpenApiSerializerExtension):
     """Every strict input shape is documented as closed: ``additionalProperties: false``."""
 
@@ -97,10 +107,15 @@ class UserCreateSerializer(StrictInputSerializer):
         write_only=True,
         required=False,
         trim_whitespace=False,
+        # What the password validators check that a schema can say; too common a password, or one
+        # too like the username, is still a 400.
+        min_length=8,
+        validators=[RegexValidator(r"\D", message="This password is entirely numeric.")],
         style={"input_type": "password"},
-        help_text="Optional; without one the user cannot sign in with a password.",
+        help_text="Optional; without one the user cannot sign in with a password. At least 8 characters,"
+        " not all digits, not a common password, not like the username or email.",
     )
-    is_staff = serializers.BooleanField(required=False, default=False)
+    is_staff = StrictBooleanField(required=False, default=False)
 
 
 class UserUpdateSerializer(StrictInputSerializer):
@@ -114,12 +129,12 @@ class UserUpdateSerializer(StrictInputSerializer):
         allow_blank=True,
         help_text="Not of a mirrored user (the sync sets it): 409.",
     )
-    is_active = serializers.BooleanField(
+    is_active = StrictBooleanField(
         required=False,
         help_text="`false` deactivates the user here, and the sync keeps it so; `true` lifts that"
         " (409 for a mirror the upstream deleted).",
     )
-    is_staff = serializers.BooleanField(required=False)
+    is_staff = StrictBooleanField(required=False)
 
 
 class ProfileUpdateSerializer(StrictInputSerializer):
