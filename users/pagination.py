@@ -1,39 +1,10 @@
 """Pagination of the users API: the default page size, adjustable per request up to a cap."""
 
-from __future__ import annotations
-
-from typing import Any
-
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import PageNumberPagination
-from rest_framework.request import Request
+from config.pagination import StrictPageNumberPagination
 
 
-class UserPagination(PageNumberPagination):
-    """``?page=`` and ``?page_size=`` (settings' PAGE_SIZE by default, 1 to 200).
+class UserPagination(StrictPageNumberPagination):
+    """``?page=`` and ``?page_size=`` (settings' PAGE_SIZE by default, 1 to 200; else a 400)."""
 
-    A ``page_size`` that is not such a number is a 400 naming it, as the schema says.
-    """
-
-    page_size_query_param = "page_size"
     # A cap keeps one request from serialising the whole table.
     max_page_size = 200
-
-    def get_page_size(self, request: Request) -> int | None:
-        values = request.query_params.getlist(self.page_size_query_param)
-        if not values:
-            return self.page_size
-        message = f"Give one whole number from 1 to {self.max_page_size}."
-        if len(values) > 1 or not (values[0].isascii() and values[0].isdigit()):
-            raise ValidationError({self.page_size_query_param: [message]})
-        size = int(values[0])
-        if not 1 <= size <= self.max_page_size:
-            raise ValidationError({self.page_size_query_param: [message]})
-        return size
-
-    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        parameters = super().get_schema_operation_parameters(view)
-        for parameter in parameters:
-            if parameter["name"] == self.page_size_query_param:
-                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
-        return parameters

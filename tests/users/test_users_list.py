@@ -131,3 +131,20 @@ def test_query_count_does_not_grow_with_the_page(staff_client):
 
     assert User.objects.count() == 60
     assert small == large == 2  # the page's COUNT and its SELECT
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("is_active=null", "is_active"),
+        ("is_active=", "is_active"),
+        ("is_active=1", "is_active"),
+        ("source=", "source"),
+        ("source=null", "source"),
+    ],
+)
+def test_a_filter_value_outside_the_schema_is_a_400_naming_it(staff_client, query, name):
+    response = staff_client.get(f"{USERS_URL}?{query}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [name]
