@@ -25,6 +25,17 @@ class User(AbstractUser):
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.LOCAL)
     synced_at = models.DateTimeField(null=True, blank=True)
+    #: Set by the sync: the upstream's latest record of this mirror is a tombstone.
+    upstream_deleted = models.BooleanField(
+        default=False, help_text="The upstream user service deleted or disabled this user."
+    )
+    # A local decision the sync never overrides: while set, the account stays inactive.
+    deactivated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When staff deactivated this account here (the sync keeps it off)."
+    )
+    deactivated_by = models.CharField(max_length=150, blank=True, help_text="Who deactivated it here.")
+    #: Bumped by every save of the admin, the API and the sync: a save that read an older one is refused.
+    version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -63,6 +74,14 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email or self.username
+
+    @property
+    def is_mirror(self) -> bool:
+        return self.source == self.Source.THIRD_PARTY
+
+    @property
+    def locally_deactivated(self) -> bool:
+        return self.deactivated_at is not None
 
 
 class SyncCursor(models.Model):

@@ -1,11 +1,10 @@
 """Pagination of the users API: the default page size, adjustable per request up to a cap."""
 
-from rest_framework.pagination import PageNumberPagination
+from config.pagination import StrictPageNumberPagination
 
 
-class UserPagination(PageNumberPagination):
-    """``?page=`` and ``?page_size=`` (settings' PAGE_SIZE by default, at most 200)."""
+class UserPagination(StrictPageNumberPagination):
+    """``?page=`` and ``?page_size=`` (settings' PAGE_SIZE by default, 1 to 200; else a 400)."""
 
-    page_size_query_param = "page_size"
     # A cap keeps one request from serialising the whole table.
     max_page_size = 200

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.validators import RegexValidator
+from django.http import QueryDict
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from stayy.representation import FastModelSerializer
@@ -31,6 +34,10 @@ class UserSerializer(FastModelSerializer[User]):
             "external_id",
             "is_active",
             "is_staff",
+            "upstream_deleted",
+            "deactivated_at",
+            "deactivated_by",
+            "version",
             "last_login",
             "synced_at",
             "created_at",
@@ -40,13 +47,23 @@ class UserSerializer(FastModelSerializer[User]):
 
 
 class StrictInputSerializer(serializers.Serializer):
-    """Rejects fields it does not know instead of silently dropping them.
+    """Rejects fields it does not know instead of silently dropping them, and reads a form as JSON.
 
     A client that sends ``is_staff`` to an endpoint that cannot change it gets a
-    400 saying so, not a 200 that suggests the change was made.
+    400 saying so, not a 200 that suggests the change was made (the schema says
+    so too: ``additionalProperties: false``, :class:`StrictInputSchema`).
+
+    A form body (urlencoded or multipart) is read like the same object in JSON:
+    DRF's HTML-form rules would skip an empty ``email`` and read a boolean left
+    out as ``false``. A field given more than once is refused.
     """
 
     def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, QueryDict):
+            repeated = sorted(name for name, values in data.lists() if len(values) > 1)
+            if repeated:
+                raise serializers.ValidationError({name: ["Give this field once."] for name in repeated})
+            data = data.dict()
         if isinstance(data, Mapping):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
@@ -54,6 +71,32 @@ class StrictInputSerializer(serializers.Serializer):
                 message = f"This field cannot be set here; allowed fields: {allowed}."
                 raise serializers.ValidationError({name: [message] for name in unknown})
         return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` (JSON's, or those words in a form), as the schema says; not DRF's ``1``,
+    ``"on"``, ``"yes"``."""
+
+    TRUE_VALUES = {True, "true"}
+    FALSE_VALUES = {False, "false"}
+    NULL_VALUES: set[Any] = set()
+
+
+class StrictInputSchema(OpenApiSerializerExtension):
+    """Every strict input shape is documented as closed: ``additionalProperties: false``."""
+
+    target_class = StrictInputSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "additionalProperties": False}
+
+
+VERSION_HELP = (
+    "The `version` of the user your change is based on: if the user changed since (an edit, the sync),"
+    " the change is refused with a 409. Leave it out to change the user whatever its version."
+)
 
 
 class UserCreateSerializer(StrictInputSerializer):
@@ -64,22 +107,47 @@ class UserCreateSerializer(StrictInputSerializer):
         write_only=True,
         required=False,
         trim_whitespace=False,
+        # What the password validators check that a schema can say; too common a password, or one
+        # too like the username, is still a 400.
+        min_length=8,
+        validators=[RegexValidator(r"\D", message="This password is entirely numeric.")],
         style={"input_type": "password"},
-        help_text="Optional; without one the user cannot sign in with a password.",
+        help_text="Optional; without one the user cannot sign in with a password. At least 8 characters,"
+        " not all digits, not a common password, not like the username or email.",
     )
-    is_staff = serializers.BooleanField(required=False, default=False)
+    is_staff = StrictBooleanField(required=False, default=False)
 
 
 class UserUpdateSerializer(StrictInputSerializer):
-    email = serializers.EmailField(max_length=254, required=False)
-    display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    is_active = serializers.BooleanField(required=False)
-    is_staff = serializers.BooleanField(required=False)
+    version = serializers.IntegerField(min_value=1, required=False, help_text=VERSION_HELP)
+    email = serializers.EmailField(
+        max_length=254, required=False, help_text="Not of a mirrored user (the sync sets it): 409."
+    )
+    display_name = serializers.CharField(
+        max_length=150,
+        required=False,
+        allow_blank=True,
+        help_text="Not of a mirrored user (the sync sets it): 409.",
+    )
+    is_active = StrictBooleanField(
+        required=False,
+        help_text="`false` deactivates the user here, and the sync keeps it so; `true` lifts that"
+        " (409 for a mirror the upstream deleted).",
+    )
+    is_staff = StrictBooleanField(required=False)
 
 
 class ProfileUpdateSerializer(StrictInputSerializer):
-    email = serializers.EmailField(max_length=254, required=False)
-    display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    version = serializers.IntegerField(min_value=1, required=False, help_text=VERSION_HELP)
+    email = serializers.EmailField(
+        max_length=254, required=False, help_text="Not of a mirrored user (the sync sets it): 409."
+    )
+    display_name = serializers.CharField(
+        max_length=150,
+        required=False,
+        allow_blank=True,
+        help_text="Not of a mirrored user (the sync sets it): 409.",
+    )
 
 
 class AuthTokenSerializer(serializers.Serializer):

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from knox.auth import TokenAuthentication
 from rest_framework import status
@@ -55,13 +56,29 @@ class ServiceUnavailable(APIException):
     default_code = "service_unavailable"
 
 
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the users."
+    default_code = "conflict"
+
+
 @contextmanager
 def service_errors_as_400() -> Iterator[None]:
-    """Services raise Django's ValidationError, which DRF's handler would turn into a 500."""
+    """Services raise Django's ValidationError, which DRF's handler would turn into a 500, and
+    UserConflict, a 409 keyed by field like a 400."""
     try:
         yield
     except DjangoValidationError as exc:
         raise ValidationError(as_serializer_error(exc)) from None
+    except accounts.UserConflict as exc:
+        raise Conflict(exc.errors) from None
+
+
+CONFLICT = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description="The users' current state refuses the request; the body names each field and why"
+    " (a taken email or username, a field the sync owns, a stale `version`).",
+)
 
 
 class TokenObtainView(APIView):
@@ -126,13 +143,20 @@ class TokenObtainView(APIView):
 
 @extend_schema_view(
     list=extend_schema(summary="List users (staff with view_user)"),
-    create=extend_schema(summary="Create a local user (staff with add_user)", request=UserCreateSerializer),
+    create=extend_schema(
+        summary="Create a local user (staff with add_user)",
+        request=UserCreateSerializer,
+        responses={201: UserSerializer, 409: CONFLICT},
+    ),
     retrieve=extend_schema(summary="Get a user (staff with view_user)"),
     partial_update=extend_schema(
-        summary="Change a user (staff with change_user)", request=UserUpdateSerializer
+        summary="Change a user (staff with change_user)",
+        request=UserUpdateSerializer,
+        responses={200: UserSerializer, 409: CONFLICT},
     ),
     destroy=extend_schema(
-        summary="Deactivate a user (staff with delete_user); the row is kept", responses={204: None}
+        summary="Deactivate a user (staff with delete_user); the row is kept, and the sync keeps it off",
+        responses={204: None},
     ),
 )
 class UserViewSet(GenericViewSet):
@@ -183,21 +207,24 @@ class UserViewSet(GenericViewSet):
         serializer = UserUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with service_errors_as_400():
-            user = accounts.user_update(user=user, **serializer.validated_data)
+            user = accounts.user_update(
+                user=user, by=request.user.get_username(), **serializer.validated_data
+            )
         return Response(UserSerializer(user).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
         user = self._user(pk)
         self.check_object_permissions(request, user)
-        accounts.user_deactivate(user=user)
+        with service_errors_as_400():
+            accounts.user_deactivate(user=user, by=request.user.get_username())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], summary="Your own profile", responses=UserSerializer)
     @extend_schema(
         methods=["PATCH"],
-        summary="Change your display name or email",
+        summary="Change your display name or email (not of a mirrored user: the sync sets them)",
         request=ProfileUpdateSerializer,
-        responses=UserSerializer,
+        responses={200: UserSerializer, 409: CONFLICT},
     )
     @action(detail=False, methods=["get", "patch"])
     def me(self, request: Request) -> Response:

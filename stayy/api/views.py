@@ -15,12 +15,12 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.pagination import StrictPageNumberPagination
 from config.permissions import StaffModelPermissions, StaffWith
 from stayy import services
 from stayy.api.serializers import (
@@ -50,9 +50,8 @@ def _job_with_last_run(name: str) -> Job:
     return job
 
 
-class RunPagination(PageNumberPagination):
+class RunPagination(StrictPageNumberPagination):
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 500
 
 

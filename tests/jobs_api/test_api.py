@@ -300,3 +300,11 @@ def test_pause_and_resume_flip_the_catalog(staff_client):
     assert job.paused is False and job.paused_by == ""
     # Ticks that fell in the pause are not owed a run.
     assert job.schedule_since > long_ago + timedelta(hours=23)
+
+
+@pytest.mark.parametrize("page_size", ["null", "0", "501", "2&page_size=3"])
+def test_a_run_page_size_outside_1_to_500_is_a_400_naming_it(staff_client, page_size):
+    response = staff_client.get(f"{RUNS_URL}?page_size={page_size}")
+
+    assert response.status_code == 400
+    assert response.json() == {"page_size": ["Give one whole number from 1 to 500."]}

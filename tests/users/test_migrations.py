@@ -11,8 +11,14 @@ import pytest
 from tests.jobs.support import run_manage, subprocess_env
 from tests.support import child_database_url
 
-CREATE_TWINS = (
-    "from users.models import User; "
+#: The users model as a migration left it (the current one has columns a later migration adds).
+HISTORICAL_USER = (
+    "from django.db import connection; "
+    "from django.db.migrations.loader import MigrationLoader; "
+    "state = MigrationLoader(connection).project_state(('users', '{migration}')); "
+    "User = state.apps.get_model('users', 'User'); "
+)
+CREATE_TWINS = HISTORICAL_USER.format(migration="0002_synccursor") + (
     "User.objects.create(username='ann', email='Ann@example.org'); "
     "User.objects.create(username='ann2', email='ann@example.org'); "
     "User.objects.create(username='bob', email='bob@example.org')"
@@ -56,3 +62,31 @@ def test_addresses_that_differ_only_in_case_stop_the_email_index_with_one_line(d
     done = run_manage("migrate", env=env)
     assert done.returncode == 0, done.stderr
     assert "[X] 0005_user_email_one_index" in run_manage("showmigrations", "users", env=env).stdout
+
+
+@pytest.mark.django_db
+def test_inactive_mirrors_start_as_deleted_upstream_and_the_migration_reverses(database_url):
+    env = subprocess_env(DATABASE_URL=database_url)
+    assert run_manage("migrate", "users", "0007", env=env).returncode == 0
+    create = HISTORICAL_USER.format(migration="0007_api_tokens_hashed") + (
+        "User.objects.create(username='gone', email='gone@example.org', source='third_party',"
+        " is_active=False); "
+        "User.objects.create(username='here', email='here@example.org', source='third_party'); "
+        "User.objects.create(username='off', email='off@example.org', is_active=False)"
+    )
+    assert run_manage("shell", "-c", create, env=env).returncode == 0
+
+    done = run_manage("migrate", "users", "0008", env=env)
+    assert done.returncode == 0, done.stderr
+    show = (
+        "from users.models import User; "
+        "print(sorted(User.objects.values_list('username', 'upstream_deleted', 'version', 'deactivated_by')))"
+    )
+    shown = run_manage("shell", "-c", show, env=env)
+    assert shown.stdout.strip().splitlines()[-1] == (
+        "[('gone', True, 1, ''), ('here', False, 1, ''), ('off', False, 1, '')]"
+    ), shown.stderr
+
+    back = run_manage("migrate", "users", "0007", env=env)
+    assert back.returncode == 0, back.stderr
+    assert "[ ] 0008_user_local_decisions" in run_manage("showmigrations", "users", env=env).stdout

@@ -6,6 +6,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from users.models import User
+from users.repository import db
+from users.services import accounts
 
 pytestmark = pytest.mark.django_db
 
@@ -103,10 +105,10 @@ def test_a_user_created_with_a_password_can_sign_in(staff_client):
 
 
 @pytest.mark.parametrize("email", ["plain@example.com", "PLAIN@Example.com"])
-def test_a_taken_email_is_a_400_with_a_clear_message(staff_client, plain_user, email):
+def test_a_taken_email_is_a_409_with_a_clear_message(staff_client, plain_user, email):
     response = staff_client.post(USERS_URL, {"username": "other", "email": email}, format="json")
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {"email": ["A user with this email address already exists."]}
     assert not User.objects.filter(username="other").exists()
 
@@ -118,7 +120,6 @@ def test_a_taken_email_is_a_400_with_a_clear_message(staff_client, plain_user, e
         ({"username": "x"}, "email"),
         ({"email": "x@example.com"}, "username"),
         ({"username": "has space", "email": "x@example.com"}, "username"),
-        ({"username": "plain", "email": "x@example.com"}, "username"),
         ({"username": "x", "email": "x@example.com", "password": "123"}, "password"),
         ({"username": "x", "email": "x@example.com", "is_staff": "maybe"}, "is_staff"),
         ({"username": "x", "email": "x@example.com", "source": "third_party"}, "source"),
@@ -130,6 +131,14 @@ def test_bad_input_on_create_is_a_400_naming_the_field(staff_client, plain_user,
     assert response.status_code == 400
     assert field in response.json()
     assert not User.objects.filter(username="x").exists()
+
+
+def test_a_taken_username_is_a_409_naming_it(staff_client, plain_user):
+    response = staff_client.post(USERS_URL, {"username": "plain", "email": "x@example.com"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {"username": ["A user with this username already exists."]}
+    assert not User.objects.filter(email="x@example.com").exists()
 
 
 def test_a_body_that_is_not_an_object_is_a_400(staff_client):
@@ -157,12 +166,12 @@ def test_a_patch_changes_only_the_given_fields(api_client, plain_user, django_us
     )
 
 
-def test_staff_patch_to_a_taken_email_is_a_400(staff_client, plain_user):
+def test_staff_patch_to_a_taken_email_is_a_409(staff_client, plain_user):
     response = staff_client.patch(
         f"{USERS_URL}{plain_user.pk}/", {"email": "Staff@example.com"}, format="json"
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "email" in response.json()
     plain_user.refresh_from_db()
     assert plain_user.email == "plain@example.com"
@@ -174,7 +183,76 @@ def test_delete_deactivates_and_keeps_the_row(staff_client, plain_user):
     assert response.status_code == 204
     plain_user.refresh_from_db()
     assert plain_user.is_active is False
-    assert staff_client.get(f"{USERS_URL}{plain_user.pk}/").json()["is_active"] is False
+    body = staff_client.get(f"{USERS_URL}{plain_user.pk}/").json()
+    assert (body["is_active"], body["deactivated_by"]) == (False, "staff")
+    assert body["deactivated_at"] is not None
+
+
+# --- optimistic concurrency -------------------------------------------------------
+
+
+def test_every_save_bumps_the_version_and_the_current_one_is_accepted(staff_client, plain_user):
+    url = f"{USERS_URL}{plain_user.pk}/"
+    version = staff_client.get(url).json()["version"]
+
+    first = staff_client.patch(url, {"version": version, "display_name": "One"}, format="json")
+    second = staff_client.patch(url, {"version": version + 1, "display_name": "Two"}, format="json")
+
+    assert (first.status_code, first.json()["version"]) == (200, version + 1)
+    assert (second.status_code, second.json()["version"]) == (200, version + 2)
+
+
+def test_a_change_based_on_an_old_version_is_a_409_and_writes_nothing(staff_client, plain_user):
+    url = f"{USERS_URL}{plain_user.pk}/"
+    version = staff_client.get(url).json()["version"]
+    accounts.user_profile_update(user=User.objects.get(pk=plain_user.pk), display_name="Mine")
+
+    response = staff_client.patch(url, {"version": version, "display_name": "Theirs"}, format="json")
+
+    assert response.status_code == 409
+    assert list(response.json()) == ["version"]
+    assert f"now at version {version + 1}" in response.json()["version"][0]
+    plain_user.refresh_from_db()
+    assert (plain_user.display_name, plain_user.version) == ("Mine", version + 1)
+
+
+def test_a_write_between_the_read_and_the_save_is_never_overwritten(plain_user):
+    stale = User.objects.get(pk=plain_user.pk)
+    User.objects.filter(pk=plain_user.pk).update(display_name="Sync's", version=stale.version + 1)
+    stale.display_name = "Mine"
+
+    assert db.user_save(stale, fields=["display_name"]) is False
+    plain_user.refresh_from_db()
+    assert plain_user.display_name == "Sync's"
+
+
+# --- form bodies --------------------------------------------------------------------
+
+
+def test_a_form_body_with_an_empty_email_is_a_400_not_ignored(user_client, plain_user):
+    response = user_client.patch(ME_URL, {"email": "", "display_name": ""}, format="multipart")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["email"]
+
+
+def test_a_form_body_leaves_the_booleans_it_does_not_name_alone(staff_client, plain_user):
+    response = staff_client.patch(
+        f"{USERS_URL}{plain_user.pk}/", {"display_name": "Formed"}, format="multipart"
+    )
+
+    assert response.status_code == 200
+    plain_user.refresh_from_db()
+    assert (plain_user.display_name, plain_user.is_active, plain_user.is_staff) == ("Formed", True, False)
+
+
+def test_a_form_field_given_twice_is_a_400(user_client, plain_user):
+    response = user_client.patch(
+        ME_URL, "display_name=a&display_name=b", content_type="application/x-www-form-urlencoded"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"display_name": ["Give this field once."]}
 
 
 # --- own profile ----------------------------------------------------------------
@@ -217,8 +295,8 @@ def test_me_patch_cannot_change_rights_or_origin(user_client, plain_user, body):
     assert (plain_user.source, plain_user.display_name) == ("local", "")
 
 
-def test_me_patch_to_a_taken_email_is_a_400(user_client, plain_user, staff_user):
+def test_me_patch_to_a_taken_email_is_a_409(user_client, plain_user, staff_user):
     response = user_client.patch(ME_URL, {"email": "staff@example.com"}, format="json")
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {"email": ["A user with this email address already exists."]}

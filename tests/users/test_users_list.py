@@ -95,11 +95,19 @@ def test_page_size_is_adjustable_and_pages_do_not_overlap(staff_client, people):
     assert third["next"] is None
 
 
-def test_page_size_defaults_to_50_and_is_capped_at_200(staff_client, make_user):
+def test_page_size_defaults_to_50_and_goes_up_to_200(staff_client, make_user):
     User.objects.bulk_create([User(username=f"u{i:03}", email=f"u{i:03}@example.com") for i in range(250)])
 
     assert len(staff_client.get(USERS_URL).json()["results"]) == 50
-    assert len(staff_client.get(f"{USERS_URL}?page_size=1000").json()["results"]) == 200
+    assert len(staff_client.get(f"{USERS_URL}?page_size=200").json()["results"]) == 200
+
+
+@pytest.mark.parametrize("page_size", ["null", "", "0", "201", "1000", "-1", "1.5", "2&page_size=3", "٣"])
+def test_a_page_size_that_is_not_from_1_to_200_is_a_400_naming_it(staff_client, page_size):
+    response = staff_client.get(f"{USERS_URL}?page_size={page_size}")
+
+    assert response.status_code == 400
+    assert response.json() == {"page_size": ["Give one whole number from 1 to 200."]}
 
 
 def test_a_page_past_the_end_is_a_404(staff_client, people):
@@ -123,3 +131,20 @@ def test_query_count_does_not_grow_with_the_page(staff_client):
 
     assert User.objects.count() == 60
     assert small == large == 2  # the page's COUNT and its SELECT
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("is_active=null", "is_active"),
+        ("is_active=", "is_active"),
+        ("is_active=1", "is_active"),
+        ("source=", "source"),
+        ("source=null", "source"),
+    ],
+)
+def test_a_filter_value_outside_the_schema_is_a_400_naming_it(staff_client, query, name):
+    response = staff_client.get(f"{USERS_URL}?{query}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [name]

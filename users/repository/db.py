@@ -7,9 +7,10 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet, Value
+from django.db.models import Count, F, Q, QuerySet, Value
 from django.db.models.functions import Lower
 from django.http import HttpRequest
+from django.utils import timezone
 from knox.models import AuthToken
 
 from users.models import User
@@ -69,14 +70,34 @@ def user_insert(
         raise UniqueTaken(str(exc)) from exc
 
 
-def user_save(user: User, *, fields: list[str]) -> None:
-    """Save the given fields; raises :class:`UniqueTaken` when the new email was taken meanwhile."""
+def user_by_id_for_update(user_id: int) -> User | None:
+    """The user, its row locked until the current transaction ends (``SELECT … FOR UPDATE``)."""
+    return User.objects.select_for_update().filter(pk=user_id).first()
+
+
+def user_save(user: User, *, fields: list[str]) -> bool:
+    """Save the given fields if the row is still at ``user.version``, and bump it.
+
+    Returns False, writing nothing, when someone saved the row since ``user`` was
+    read; raises :class:`UniqueTaken` when the new email was taken meanwhile.
+    """
+    now = timezone.now()
+    values = {field: getattr(user, field) for field in fields}
     try:
         with transaction.atomic():
-            # update_fields skips auto_now columns unless they are named.
-            user.save(update_fields=[*fields, "updated_at"])
+            saved = User.objects.filter(pk=user.pk, version=user.version).update(
+                **values, updated_at=now, version=F("version") + 1
+            )
     except IntegrityError as exc:
         raise UniqueTaken(str(exc)) from exc
+    if saved:
+        user.updated_at, user.version = now, user.version + 1
+    return bool(saved)
+
+
+def user_save_all(user: User) -> None:
+    """Save every field of ``user`` (the admin's change form, which holds its row locked)."""
+    user.save()
 
 
 def superuser_get_or_create(*, username: str, email: str, password: str) -> tuple[User, bool]:

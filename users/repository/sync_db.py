@@ -3,7 +3,8 @@
 :func:`page_write` runs one page in one transaction: the feed's cursor locked
 and checked, the page's state read, the caller's decisions written, the cursor
 moved on. Every write here is limited to ``source = third_party`` rows, so even a wrong
-decision upstream of this module cannot change a local account.
+decision upstream of this module cannot change a local account, never switches on an
+account staff deactivated (``deactivated_at`` set), and bumps the row's ``version``.
 
 A page costs a fixed number of statements, whatever its size: one lookup
 (which also sets the planner for the page's transaction),
@@ -23,7 +24,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from django.db import connection, transaction
-from django.db.models import Field
+from django.db.models import BooleanField, ExpressionWrapper, F, Field, Q
 from django.db.models.functions import Lower
 
 from users.models import User
@@ -72,11 +73,14 @@ class Mirror:
     email: str
     display_name: str
     is_active: bool
+    upstream_deleted: bool
+    #: Staff deactivated it here (``deactivated_at`` is set): it stays inactive whatever the upstream says.
+    locked: bool
     #: ``lower(email)`` as the database computes it (the unique index's expression).
     email_key: str
 
 
-_MIRROR_FIELDS = ("id", "external_id", "source", "email", "display_name", "is_active")
+_MIRROR_FIELDS = ("id", "external_id", "source", "email", "display_name", "is_active", "upstream_deleted")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class MirrorChange:
     email: str | None = None
     display_name: str | None = None
     is_active: bool | None = None
+    upstream_deleted: bool | None = None
 
 
 @dataclass
@@ -179,9 +184,13 @@ def page_state(
         rows: Any = _page_rows_postgresql(list(external_ids), list(emails), list(usernames))
     else:
         rows = _page_rows_orm(external_ids, list(emails), usernames)
-    for kind, pk, key, source, email, display_name, is_active, email_key in giving_way(rows, give_way):
+    for kind, pk, key, source, email, display_name, is_active, deleted, locked, email_key in giving_way(
+        rows, give_way
+    ):
         if kind == "m":
-            state.mirrors[key] = Mirror(pk, key, source, email, display_name, is_active, email_key)
+            state.mirrors[key] = Mirror(
+                pk, key, source, email, display_name, is_active, deleted, locked, email_key
+            )
         elif kind == "e":
             state.email_owners.setdefault(key, set()).add(pk)
         elif kind == "k":
@@ -206,14 +215,16 @@ def _page_rows_postgresql(external_ids: list[str], emails: list[str], usernames:
     def keys(position: int, expression: str = "key") -> str:
         return f"ANY(ARRAY(SELECT {expression} FROM {elements(position)} AS key))"
 
+    locked = f"{_column('deactivated_at')} IS NOT NULL"
+    nulls = ", ".join(["NULL"] * 6)
     sql = (
-        f"SELECT 'm', {col['id']}, {col['external_id']}, {mirror_columns}, lower({col['email']})"
+        f"SELECT 'm', {col['id']}, {col['external_id']}, {mirror_columns}, {locked}, lower({col['email']})"
         f" FROM {table} WHERE {col['external_id']} = {keys(0)}"
-        f" UNION ALL SELECT 'e', {col['id']}, lower({col['email']}), NULL, NULL, NULL, NULL, NULL"
+        f" UNION ALL SELECT 'e', {col['id']}, lower({col['email']}), {nulls}, NULL"
         f" FROM {table} WHERE lower({col['email']}) = {keys(1, 'lower(key)')}"
-        f" UNION ALL SELECT 'u', {col['id']}, {col['username']}, NULL, NULL, NULL, NULL, NULL"
+        f" UNION ALL SELECT 'u', {col['id']}, {col['username']}, {nulls}, NULL"
         f" FROM {table} WHERE {col['username']} = {keys(2)}"
-        f" UNION ALL SELECT 'k', NULL, key, NULL, NULL, NULL, NULL, lower(key) FROM {elements(1)} AS key"
+        f" UNION ALL SELECT 'k', NULL, key, {nulls}, lower(key) FROM {elements(1)} AS key"
     )
     with connection.cursor() as cursor:
         # Several statements in one round trip (Django's psycopg cursor binds on the client).
@@ -227,8 +238,11 @@ def _page_rows_orm(external_ids: Collection[str], emails: list[str], usernames: 
     email_keys = dict(zip(emails, _lower(emails), strict=True))
     mirrors = (
         User.objects.filter(external_id__in=external_ids)
-        .annotate(email_lower=Lower("email"))
-        .values_list(*_MIRROR_FIELDS, "email_lower")
+        .annotate(
+            locked=ExpressionWrapper(Q(deactivated_at__isnull=False), output_field=BooleanField()),
+            email_lower=Lower("email"),
+        )
+        .values_list(*_MIRROR_FIELDS, "locked", "email_lower")
     )
     owners = (
         User.objects.annotate(email_lower=Lower("email"))
@@ -236,10 +250,11 @@ def _page_rows_orm(external_ids: Collection[str], emails: list[str], usernames: 
         .values_list("pk", "email_lower")
     )
     taken = User.objects.filter(username__in=usernames).values_list("pk", "username")
+    nulls = (None,) * 6
     yield from (("m", *row) for row in mirrors)
-    yield from (("e", pk, email, None, None, None, None, None) for pk, email in owners)
-    yield from (("u", pk, username, None, None, None, None, None) for pk, username in taken)
-    yield from (("k", None, email, None, None, None, None, key) for email, key in email_keys.items())
+    yield from (("e", pk, email, *nulls, None) for pk, email in owners)
+    yield from (("u", pk, username, *nulls, None) for pk, username in taken)
+    yield from (("k", None, email, *nulls, key) for email, key in email_keys.items())
 
 
 def _lower(texts: list[str]) -> list[str]:
@@ -289,27 +304,35 @@ def _mirrors_change(changes: list[MirrorChange], *, synced_at: datetime) -> None
         for change in changes:
             values = {
                 name: getattr(change, name)
-                for name in ("email", "display_name", "is_active")
+                for name in ("email", "display_name", "is_active", "upstream_deleted")
                 if getattr(change, name) is not None
             }
+            if values.get("is_active"):
+                values["is_active"] = ExpressionWrapper(
+                    Q(deactivated_at__isnull=True), output_field=BooleanField()
+                )
             # update() skips auto_now, hence updated_at by hand.
             User.objects.filter(pk=change.pk, source=User.Source.THIRD_PARTY).update(
-                **values, synced_at=synced_at, updated_at=synced_at
+                **values, synced_at=synced_at, updated_at=synced_at, version=F("version") + 1
             )
         return
     email, name, active = _column("email"), _column("display_name"), _column("is_active")
+    deleted, version = _column("upstream_deleted"), _column("version")
     sql = (
         f'UPDATE "{User._meta.db_table}" AS u SET'
         f" {email} = COALESCE(v.email, u.{email}),"
         f" {name} = COALESCE(v.display_name, u.{name}),"
-        f" {active} = COALESCE(v.is_active, u.{active}),"
+        # A row staff deactivated after the page's lookup (it is not locked then) stays inactive.
+        f" {active} = COALESCE(v.is_active, u.{active}) AND u.{_column('deactivated_at')} IS NULL,"
+        f" {deleted} = COALESCE(v.upstream_deleted, u.{deleted}),"
+        f" {version} = u.{version} + 1,"
         f" {_column('synced_at')} = %s, {_column('updated_at')} = %s"
         " FROM jsonb_to_recordset(%s::jsonb)"
-        " AS v(pk bigint, email text, display_name text, is_active boolean)"
+        " AS v(pk bigint, email text, display_name text, is_active boolean, upstream_deleted boolean)"
         # COALESCE: not a condition the (source, is_active) index can serve (see STEER_PAGE).
         f" WHERE u.{_column('id')} = v.pk AND COALESCE(u.{_column('source')}, '') = %s"
     )
-    rows = [vars(change) for change in changes]  # pk, email, display_name, is_active
+    rows = [vars(change) for change in changes]  # pk, email, display_name, is_active, upstream_deleted
     with connection.cursor() as cursor:
         cursor.execute(
             sql,

@@ -1,9 +1,16 @@
 """Accounts: local users, their API tokens and the user stats.
 
-Shared by the REST API, the jobs and the commands. Functions are keyword-only
-and named ``<entity>_<action>``; they raise Django's ``ValidationError`` (keyed
-by field) for bad input, which each interface turns into its own error form.
-All I/O goes through :mod:`users.repository`.
+Shared by the REST API, the admin, the jobs and the commands. Functions are
+keyword-only and named ``<entity>_<action>``; they raise Django's
+``ValidationError`` (keyed by field) for bad input and :class:`UserConflict`
+(keyed the same way) for a request the users' current state refuses: a taken
+email or username, a field the sync owns, a stale ``version``. Each interface
+turns them into its own error form. All I/O goes through :mod:`users.repository`.
+
+Local decisions win over the sync: staff deactivating an account records who
+and when (``deactivated_at``/``deactivated_by``), and the sync never switches
+such an account back on; reactivating it lifts that. A mirror's email and
+display name belong to the sync (:data:`SYNC_OWNED`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,28 @@ STATS_CACHE_SECONDS = 120
 
 EMAIL_TAKEN = "A user with this email address already exists."
 USERNAME_TAKEN = "A user with this username already exists."
+SYNC_OWNED_MESSAGE = (
+    "The third-party user service sets this field of a mirrored user; it cannot be changed here."
+)
+STALE_VERSION = (
+    "This user was changed since you read it (by someone else or by the sync); it is now at version"
+    " {current}. Read it again and reapply your change."
+)
+DELETED_UPSTREAM = (
+    "The third-party user service deleted or disabled this user: it becomes active again when the"
+    " upstream restores it."
+)
+
+#: The fields of a mirrored user that only the sync writes (is_active is a local decision, see above).
+SYNC_OWNED = ("email", "display_name")
+
+
+class UserConflict(Exception):
+    """The request is well formed but the users' current state refuses it; ``errors``: field -> messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
 
 
 class UserStats(TypedDict):
@@ -49,16 +78,58 @@ def user_get(*, user_id: int) -> User | None:
     return db.user_by_id(user_id)
 
 
+def user_get_for_change(*, user_id: int) -> User | None:
+    """The user, its row locked until the caller's transaction ends (the admin's change form)."""
+    return db.user_by_id_for_update(user_id)
+
+
 def _check_email_free(email: str, *, exclude_id: int | None = None) -> None:
     if db.email_taken(email, exclude_id=exclude_id):
-        raise ValidationError({"email": [EMAIL_TAKEN]})
+        raise UserConflict({"email": [EMAIL_TAKEN]})
 
 
 def _raise_for_taken(*, email: str, username: str | None, exclude_id: int | None) -> None:
     """Turn a unique-constraint race (the pre-check passed, the insert failed) into a field error."""
     _check_email_free(email, exclude_id=exclude_id)
     if username is not None and db.username_taken(username):
-        raise ValidationError({"username": [USERNAME_TAKEN]})
+        raise UserConflict({"username": [USERNAME_TAKEN]})
+
+
+def user_version_check(*, user: User, version: int | None) -> None:
+    """Refuse a change made from a read older than ``user``'s current ``version`` (``None``: no check)."""
+    if version is not None and version != user.version:
+        raise UserConflict({"version": [STALE_VERSION.format(current=user.version)]})
+
+
+def user_sync_owned_check(*, user: User, changes: dict[str, Any]) -> None:
+    """Refuse a change to a field of a mirrored user that the sync owns."""
+    owned = sorted(field for field in SYNC_OWNED if field in changes) if user.is_mirror else []
+    if owned:
+        raise UserConflict({field: [SYNC_OWNED_MESSAGE] for field in owned})
+
+
+def user_reactivation_refused(*, user: User) -> str:
+    """Why ``user`` cannot be switched on here, or ""."""
+    return DELETED_UPSTREAM if user.is_mirror and user.upstream_deleted else ""
+
+
+def user_activation_set(*, user: User, active: bool, by: str) -> list[str]:
+    """Switch ``user`` off (a local decision the sync keeps) or on (which lifts it).
+
+    Sets the fields and returns their names (none if the user already is so);
+    the caller saves them. A mirror the upstream deleted cannot be switched on.
+    """
+    if active == user.is_active and active != user.locally_deactivated:
+        return []
+    if active:
+        problem = user_reactivation_refused(user=user)
+        if problem:
+            raise UserConflict({"is_active": [problem]})
+        user.deactivated_at, user.deactivated_by = None, ""
+    else:
+        user.deactivated_at, user.deactivated_by = timezone.now(), by
+    user.is_active = active
+    return ["is_active", "deactivated_at", "deactivated_by"]
 
 
 def user_create(
@@ -73,7 +144,7 @@ def user_create(
     email = User.objects.normalize_email(email)
     _check_email_free(email)
     if db.username_taken(username):
-        raise ValidationError({"username": [USERNAME_TAKEN]})
+        raise UserConflict({"username": [USERNAME_TAKEN]})
     if password is not None:
         try:
             validate_password(password, user=User(username=username, email=email, display_name=display_name))
@@ -91,41 +162,93 @@ def user_create(
 def user_update(
     *,
     user: User,
+    by: str,
+    version: int | None = None,
     email: str | None = None,
     display_name: str | None = None,
     is_active: bool | None = None,
     is_staff: bool | None = None,
 ) -> User:
-    """Change the given fields (``None`` leaves a field as it is) and save only those."""
+    """Change the given fields (``None`` leaves a field as it is) and save only those.
+
+    ``by`` names who asks (kept with a deactivation). ``version``, when given, is the
+    version the change was made from: a stale one is refused. The save itself is
+    conditional on the version ``user`` was read at, so a write in between (the
+    sync's, another request's) is never overwritten.
+    """
+    user_version_check(user=user, version=version)
     changes: dict[str, Any] = {}
     if email is not None:
         email = User.objects.normalize_email(email)
         if email != user.email:
-            _check_email_free(email, exclude_id=user.pk)
             changes["email"] = email
-    for field, value in (("display_name", display_name), ("is_active", is_active), ("is_staff", is_staff)):
+    for field, value in (("display_name", display_name), ("is_staff", is_staff)):
         if value is not None and value != getattr(user, field):
             changes[field] = value
-    if not changes:
-        return user
+    user_sync_owned_check(user=user, changes=changes)
+    if "email" in changes:
+        _check_email_free(changes["email"], exclude_id=user.pk)
     for field, value in changes.items():
         setattr(user, field, value)
+    fields = list(changes)
+    if is_active is not None:
+        fields += user_activation_set(user=user, active=is_active, by=by)
+    if not fields:
+        return user
     try:
-        db.user_save(user, fields=list(changes))
+        saved = db.user_save(user, fields=fields)
     except db.UniqueTaken:
         _raise_for_taken(email=user.email, username=None, exclude_id=user.pk)
         raise
+    if not saved:
+        current = db.user_by_id(user.pk)
+        raise UserConflict({"version": [STALE_VERSION.format(current=current.version if current else "?")]})
     return user
 
 
-def user_profile_update(*, user: User, email: str | None = None, display_name: str | None = None) -> User:
+def user_profile_update(
+    *, user: User, version: int | None = None, email: str | None = None, display_name: str | None = None
+) -> User:
     """Self-service edit: people may change how they are named and reached, never their rights."""
-    return user_update(user=user, email=email, display_name=display_name)
+    return user_update(
+        user=user, by=user.get_username(), version=version, email=email, display_name=display_name
+    )
 
 
-def user_deactivate(*, user: User) -> User:
-    """Switch the account off; the row stays so history and upstream mirroring keep their references."""
-    return user_update(user=user, is_active=False)
+def user_deactivate(*, user: User, by: str) -> User:
+    """Switch the account off, as a local decision the sync keeps (until staff switch it on again).
+
+    The row stays so history and upstream mirroring keep their references.
+    """
+    return user_update(user=user, by=by, is_active=False)
+
+
+def user_admin_save(*, user: User, changed: list[str], by: str) -> None:
+    """Save a user edited in the admin's change form, whose row the form's request holds locked.
+
+    The form checked the version it was opened at against the locked row; a
+    change of ``is_active`` is a local decision (:func:`user_activation_set`).
+    """
+    if "is_active" in changed:
+        wanted = user.is_active
+        user.is_active = not wanted
+        user_activation_set(user=user, active=wanted, by=by)
+    user.version += 1
+    db.user_save_all(user)
+
+
+def users_activation_set(*, users: list[User], active: bool, by: str) -> tuple[int, list[str]]:
+    """Switch several users off or on (the admin's actions); returns how many changed and the refusals."""
+    changed, refused = 0, []
+    for user in users:
+        try:
+            fields = user_activation_set(user=user, active=active, by=by)
+        except UserConflict as exc:
+            refused.append(f"{user}: {exc.errors['is_active'][0]}")
+            continue
+        if fields and db.user_save(user, fields=fields):
+            changed += 1
+    return changed, refused
 
 
 def user_ensure_superuser(*, username: str, email: str, password: str) -> tuple[User, bool]:

@@ -131,11 +131,18 @@ def record_decide(
     if mirror is not None and mirror.source != User.Source.THIRD_PARTY:
         return record_reject(record, "its external_id belongs to a local user", rejects)
     if record.deleted:
-        if mirror is None or not mirror.is_active:
+        if mirror is None or (mirror.upstream_deleted and not mirror.is_active):
             return "unchanged"
-        writes.changes.append(sync_db.MirrorChange(mirror.pk, is_active=False))
-        mirror.is_active = False
-        return "deactivated"
+        outcome = "deactivated" if mirror.is_active else "updated"
+        writes.changes.append(
+            sync_db.MirrorChange(
+                mirror.pk,
+                is_active=False if mirror.is_active else None,
+                upstream_deleted=True if not mirror.upstream_deleted else None,
+            )
+        )
+        mirror.is_active, mirror.upstream_deleted = False, True
+        return outcome
     email = checked.email
     email_key = state.email_keys[email]
     holder: int | str = mirror.pk if mirror is not None else record.id
@@ -154,20 +161,28 @@ def record_decide(
         )
         owners.setdefault(email_key, set()).add(holder)
         return "created"
-    if email == mirror.email and display_name == mirror.display_name and mirror.is_active:
+    # A local deactivation wins: the sync keeps the account's fields current but never switches it on.
+    active = not mirror.locked
+    if (
+        email == mirror.email
+        and display_name == mirror.display_name
+        and mirror.is_active == active
+        and not mirror.upstream_deleted
+    ):
         return "unchanged"  # the common case of a full sync, decided without building a change
     change = sync_db.MirrorChange(
         mirror.pk,
         email=email if email != mirror.email else None,
         display_name=display_name if display_name != mirror.display_name else None,
-        is_active=True if not mirror.is_active else None,
+        is_active=active if mirror.is_active != active else None,
+        upstream_deleted=False if mirror.upstream_deleted else None,
     )
     writes.changes.append(change)
     if change.email is not None:
         owners.get(mirror.email_key, set()).discard(mirror.pk)
         owners.setdefault(email_key, set()).add(mirror.pk)
     mirror.email, mirror.email_key = email, email_key
-    mirror.display_name, mirror.is_active = display_name, True
+    mirror.display_name, mirror.is_active, mirror.upstream_deleted = display_name, active, False
     return "updated"
 
 
