@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
@@ -164,7 +165,7 @@ class JobEditSerializer(serializers.Serializer):
     """A live edit: any of the editable options, in JOB_OVERRIDES' keys and terms.
 
     The values are checked by the job runtime with the same rules and words as ``JOB_OVERRIDES``;
-    here only the shape: a JSON object of known keys.
+    here only the shape: a JSON object of known keys (an empty one changes nothing).
     """
 
     interval = serializers.JSONField(required=False, help_text="Seconds between ticks (a whole number).")
@@ -188,6 +189,44 @@ class JobEditSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {key: [f"This option cannot be edited; editable: {allowed}."] for key in unknown}
             )
-        if not data:
-            raise serializers.ValidationError({"non_field_errors": ["Give at least one option to change."]})
         return dict(data)
+
+
+#: The edit's documented shape. The runtime checks more than a schema can say (a crontab line's
+#: fields, a time zone's name) and answers those with a 400 naming the field.
+JOB_EDIT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "interval": {"type": "integer", "minimum": 1, "description": "Seconds between ticks."},
+        "cron": {"type": "string", "description": "A 5-field crontab line, e.g. '0 3 * * *'."},
+        "timezone": {"type": "string", "description": "IANA time zone of the crontab line."},
+        "enabled": {"type": "boolean"},
+        "timeout": {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMinimum": True,
+            "maximum": 1e9,
+            "description": "Seconds.",
+        },
+        "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        "overlap": {"type": "string", "enum": ["skip", "queue"]},
+        "jitter": {"type": "number", "minimum": 0, "maximum": 1e9, "description": "Seconds (0: none)."},
+        "alert_after": {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMinimum": True,
+            "maximum": 1e9,
+            "description": "Seconds without a success before the job is reported overdue.",
+        },
+    },
+}
+
+
+class JobEditSchema(OpenApiSerializerExtension):
+    """The edit is documented by its JSON schema, not by the fields that only carry its values."""
+
+    target_class = JobEditSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        return JOB_EDIT_SCHEMA

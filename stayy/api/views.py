@@ -15,6 +15,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -87,6 +88,12 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
     lookup_value_regex = r"[^/]+"
     filter_backends: list[Any] = []
 
+    def get_parsers(self) -> list[BaseParser]:
+        # An edit is JSON: its values keep their JSON types (a form would make every value a string).
+        if getattr(getattr(self, "request", None), "method", "") == "PATCH":
+            return [JSONParser()]
+        return super().get_parsers()
+
     def get_permissions(self) -> list[BasePermission]:
         # Reading a job needs view_job; run now, pause and resume need change_job.
         return [StaffWith("stayy.view_job" if self.action == "retrieve" else "stayy.change_job")]
@@ -101,7 +108,8 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
         summary="Edit a job's schedule and options live",
         parameters=[JOB_NAME],
         description=(
-            "Any of interval, cron (with timezone), enabled, timeout, retries, overlap, jitter. Edits win "
+            "Any of interval, cron (with timezone), enabled, timeout, retries, overlap, jitter, alert_after, "
+            "as JSON; an empty object changes nothing. Edits win "
             "over JOB_OVERRIDES and the code, are stored and audited, and the leader applies them within "
             "a second: the run in flight finishes, and the next tick follows the new schedule."
         ),
@@ -115,6 +123,8 @@ class JobViewSet(viewsets.GenericViewSet[Job]):
     def partial_update(self, request: Request, name: str) -> Response:
         edit = JobEditSerializer(data=request.data)
         edit.is_valid(raise_exception=True)
+        if not edit.validated_data:
+            return Response(self.get_serializer(_job_with_last_run(name)).data)
         try:
             job = services.job_edit(name=name, changes=edit.validated_data, user=request.user)
         except services.JobNotFound as exc:

@@ -104,7 +104,11 @@ def test_unknown_or_missing_options_and_unknown_jobs(staff_client):
     assert set(unknown.json()) == {"atomic", "colour"}
     assert "editable: interval, cron" in unknown.json()["colour"][0]
 
-    assert staff_client.patch(URL, {}, format="json").status_code == 400
+    empty = staff_client.patch(URL, {}, format="json")
+    assert empty.status_code == 200 and empty.json()["edits"] == {}, "an empty edit changes nothing"
+    assert not LogEntry.objects.exists()
+    form = staff_client.patch(URL, {"retries": "2"}, format="multipart")
+    assert form.status_code == 415, "an edit is JSON: a form would make every value a string"
     assert staff_client.patch(URL, ["interval", 5], format="json").status_code == 400
     assert staff_client.patch("/api/jobs/nope.job/", {"retries": 1}, format="json").status_code == 404
     assert staff_client.post("/api/jobs/nope.job/reset/").status_code == 404
