@@ -21,7 +21,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from stayy.conf import stayy_settings
-from stayy.models import Job, JobRun, LeaderLease
+from stayy.models import AlertDelivery, Job, JobRun, LeaderLease
 from stayy.repository import alerts as alert_rows, catalog, leases, run_queries, runs
 from stayy.scheduling import registry, runner
 from stayy.scheduling.triggers import CronSchedule, InvalidSchedule, next_fire_times
@@ -167,6 +167,11 @@ def job_reset(*, name: str, user: Any) -> Job:
                 job, edits={}, spec=base, by=user.get_username(), user_id=user.pk, message=message
             )
     return _job_or_gone(name)
+
+
+def job_alert_deliveries(*, name: str, limit: int = 20) -> list[AlertDelivery]:
+    """A job's newest alert deliveries (each event per channel, with its attempts), newest first."""
+    return alert_rows.recent_deliveries(name, limit=limit)
 
 
 def job_effective_spec(*, name: str) -> registry.JobSpec:

@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from stayy import services
@@ -31,14 +31,14 @@ class JobAdmin(ReadOnlyAdmin):
     list_filter = ["enabled", "paused"]
     actions = ["run_now", "pause", "resume"]
     fieldsets = (
-        (None, {"fields": ("name", "description", "runs", "alerts")}),
+        (None, {"fields": ("name", "description", "runs", "alerts", "recent_alerts")}),
         ("Schedule", {"fields": ("schedule", "trigger", "next_run_at", "schedule_since")}),
         ("Limits", {"fields": ("timeout", "misfire_grace")}),
         ("Policies", {"fields": ("overlap", "retries", "retry_backoff", "atomic", "jitter", "alert_after")}),
         ("State", {"fields": ("enabled", "paused", "paused_by", "last_run", "updated_at")}),
         ("Live edits (win over JOB_OVERRIDES and the code)", {"fields": ("edits", "edited_by", "edited_at")}),
     )
-    readonly_fields = ["runs", "alerts", "last_run"]
+    readonly_fields = ["runs", "alerts", "recent_alerts", "last_run"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         return services.jobs_with_last_run(jobs=super().get_queryset(request))
@@ -62,6 +62,33 @@ class JobAdmin(ReadOnlyAdmin):
     def runs(self, job: Job) -> SafeString:
         url = reverse("admin:stayy_jobrun_changelist") + "?" + urlencode({"job_name": job.name})
         return format_html('<a href="{}">Run history of {}</a>', url, job.name)
+
+    @admin.display(description="last 20 alerts")
+    def recent_alerts(self, job: Job) -> SafeString | str:
+        deliveries = services.job_alert_deliveries(name=job.name, limit=20)
+        if not deliveries:
+            return "none yet"
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:stayy_alertdelivery_change", args=[delivery.pk]),
+                    f"{delivery.created_at:%Y-%m-%d %H:%M:%S}",
+                    delivery.event,
+                    delivery.channel,
+                    delivery.status,
+                    delivery.attempts,
+                    delivery.last_error[:120] or "-",
+                )
+                for delivery in deliveries
+            ),
+        )
+        return format_html(
+            '<table class="job-alerts"><thead><tr><th>created (UTC)</th><th>event</th><th>channel</th>'
+            "<th>status</th><th>attempts</th><th>last error</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="alerts")
     def alerts(self, job: Job) -> SafeString:

@@ -227,3 +227,8 @@ def purge_before(cutoff: datetime) -> int:
 
 def get_run(run_id: int) -> JobRun | None:
     return JobRun.objects.filter(pk=run_id).first()
+
+
+def recent_deliveries(job_name: str, *, limit: int) -> list[AlertDelivery]:
+    """A job's newest ``limit`` deliveries, newest first."""
+    return list(AlertDelivery.objects.filter(job_name=job_name).order_by("-created_at", "-id")[:limit])
