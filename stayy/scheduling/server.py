@@ -138,7 +138,8 @@ class JobServer:
         self.pool.close()
         tracker.cancel_all("shutdown")
         if not tracker.wait_idle(max(0.0, grace - (time.monotonic() - started))):
-            left = list(tracker.running())
+            executing = tracker.running()
+            left = list(executing)
             try:
                 close_old_connections()
                 closed = runs.abandon(
@@ -147,7 +148,8 @@ class JobServer:
                 logger.warning(
                     "shutdown: abandoned %d run(s) still executing after %g s: %s", closed, grace, left
                 )
-                for run_id in left:
+                for run_id, ctx in executing.items():
+                    alerts.run_ended(job_name=ctx.job_name, run_id=run_id, status=JobRun.Status.FAILED)
                     runner.retry_later(run_id)
             except DatabaseError as exc:
                 logger.error("shutdown: could not record abandoned runs %s: %s", left, exc)

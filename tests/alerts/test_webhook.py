@@ -215,6 +215,29 @@ def test_a_leader_delivers_a_failed_tick_alert_off_the_run_thread(make_job, over
     )
 
 
+def test_a_run_abandoned_at_shutdown_raises_run_failed_once(make_job, overrides, start_server, webhook):
+    release = threading.Event()
+
+    def stubborn(ctx):
+        release.wait(30)  # never looks at ctx
+
+    make_job(JOB, stubborn, every=3600, timeout=120)
+    overrides({JOB: {"interval": 1}})
+    server = start_server()
+    running = wait_until(
+        lambda: JobRun.objects.filter(job_name=JOB, status="running").first(), timeout=15, message="no run"
+    )
+    try:
+        server.stop(grace=0.5)
+    finally:
+        release.set()
+    wait_until(lambda: JobRun.objects.get(pk=running.pk).active is False, timeout=10, message="still active")
+    time.sleep(0.5)  # the handler's late return goes through the run's end hook too
+
+    raised = AlertDelivery.objects.filter(job_name=JOB, run_id=running.pk)
+    assert list(raised.values_list("event", flat=True)) == ["run.failed"]
+
+
 def test_the_purge_job_deletes_alerts_sent_before_the_retention(webhook):
     alerts.raise_event(job_name=JOB, event=AlertDelivery.Event.JOB_OVERDUE, detail="old, sent")
     alerts.deliver_due()
