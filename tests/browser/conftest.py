@@ -110,10 +110,9 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture
-def job_server(transactional_db: None, tmp_path: Path) -> Iterator[Gunicorn]:
-    """A real gunicorn with the embedded job server on, on this run's database, with the test jobs."""
-    env = child_env(
+def browser_server_env(**extra: str) -> dict[str, str]:
+    """The environment of the browser tests' gunicorn: jobs on, this run's database, the test jobs."""
+    return child_env(
         DJANGO_SETTINGS_MODULE="tests.browser.settings",
         DATABASE_URL=child_database_url(),
         JOB_ENABLE="1",
@@ -121,8 +120,14 @@ def job_server(transactional_db: None, tmp_path: Path) -> Iterator[Gunicorn]:
         JOB_LEASE_TTL="5",
         JOB_SHUTDOWN_GRACE="3",
         GUNICORN_WORKERS="1",
+        **extra,
     )
-    with gunicorn(env=env, log_path=tmp_path / "gunicorn.log") as server:
+
+
+@pytest.fixture
+def job_server(transactional_db: None, tmp_path: Path) -> Iterator[Gunicorn]:
+    """A real gunicorn with the embedded job server on, on this run's database, with the test jobs."""
+    with gunicorn(env=browser_server_env(), log_path=tmp_path / "gunicorn.log") as server:
         yield server
 
 

@@ -7,7 +7,6 @@ test's own (a real HTTP server); the job's admin page shows the delivery.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,25 +16,16 @@ from django.contrib.admin.utils import quote
 from playwright.sync_api import expect
 
 from tests.alerts.conftest import SECRET, Receiver, receiver  # noqa: F401  (the receiver fixture)
+from tests.browser.conftest import browser_server_env
 from tests.browser.test_dashboard import FAIL_JOB, LEADER_TIMEOUT, RUN_TIMEOUT, log_in
-from tests.observability.support import Gunicorn, child_env, gunicorn
-from tests.support import child_database_url, wait_until
+from tests.observability.support import Gunicorn, gunicorn
+from tests.support import wait_until
 
 
 @pytest.fixture
 def alerting_server(transactional_db: None, tmp_path: Path, receiver: Receiver) -> Iterator[Gunicorn]:  # noqa: F811
     """The browser tests' gunicorn with its alerts going to ``receiver``."""
-    env = child_env(
-        DJANGO_SETTINGS_MODULE="tests.browser.settings",
-        DATABASE_URL=child_database_url(),
-        JOB_ENABLE="1",
-        JOB_NAME=f"browser-{uuid.uuid4().hex[:8]}",
-        JOB_LEASE_TTL="5",
-        JOB_SHUTDOWN_GRACE="3",
-        GUNICORN_WORKERS="1",
-        JOB_ALERT_WEBHOOK_URL=receiver.url,
-        JOB_ALERT_WEBHOOK_SECRET=SECRET,
-    )
+    env = browser_server_env(JOB_ALERT_WEBHOOK_URL=receiver.url, JOB_ALERT_WEBHOOK_SECRET=SECRET)
     with gunicorn(env=env, log_path=tmp_path / "gunicorn.log") as server:
         yield server
 

@@ -10,21 +10,18 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from stayy.models import JobRun
+from tests.cluster.conftest import TwoInstances
 from tests.cluster.harness import (
-    MAIN_REDIS_URL,
     MARGIN,
     PURGE,
-    TTL,
     Cluster,
     live_leader_pid,
     tick_accounting,
     wait_until,
 )
-from tests.support import api_token, grant_staff_api
 
 #: The leader polls the controls every half second; "within 2 s" leaves room for a tick in flight.
 CONTROL_BOUND = 2.0
@@ -37,26 +34,8 @@ def _scheduled_created_after(moment: datetime) -> list[JobRun]:
 
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
-def test_pause_resume_and_run_now_from_a_non_leader(cluster: Cluster) -> None:
-    staff = grant_staff_api(
-        get_user_model().objects.create_user(username="ops", password="ops-pass-123", is_staff=True)
-    )
-    token = api_token(staff)
-    env = cluster.env(redis_url=MAIN_REDIS_URL)
-    a = cluster.gunicorn("a", env=env, workers=2)
-    b = cluster.gunicorn("b", env=env, workers=2)
-    a.wait_ready(workers=2)
-    b.wait_ready(workers=2)
-    leader = wait_until(
-        lambda: live_leader_pid(cluster.job_name), timeout=TTL + MARGIN, message="nobody leads"
-    )
-    wait_until(
-        lambda: JobRun.objects.filter(job_name=PURGE, status="succeeded", pid=leader).count() >= 2,
-        timeout=MARGIN + 2,
-        message="the purge job does not run",
-    )
-    follower = b if leader in a.workers() else a
-    assert leader not in follower.workers()
+def test_pause_resume_and_run_now_from_a_non_leader(cluster: Cluster, two_instances: TwoInstances) -> None:
+    follower, token = two_instances.follower, two_instances.token
     path = f"/api/jobs/{PURGE}"
 
     # Pause: the scheduled runs stop within the bound, and stay stopped.

@@ -13,12 +13,11 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from stayy.models import JobRun
-from tests.cluster.harness import MAIN_REDIS_URL, MARGIN, PURGE, TTL, Cluster, live_leader_pid, wait_until
-from tests.support import api_token, grant_staff_api
+from tests.cluster.conftest import TwoInstances
+from tests.cluster.harness import PURGE, Cluster, live_leader_pid
 
 #: The leader polls the catalog every half second; a tick in flight may take as long again.
 EDIT_BOUND = 2.0
@@ -26,26 +25,11 @@ EDIT_BOUND = 2.0
 
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
-def test_an_edit_on_a_follower_takes_effect_in_every_process_within_two_seconds(cluster: Cluster) -> None:
-    staff = grant_staff_api(
-        get_user_model().objects.create_user(username="ops", password="ops-pass-123", is_staff=True)
-    )
-    token = api_token(staff)
+def test_an_edit_on_a_follower_takes_effect_in_every_process_within_two_seconds(
+    cluster: Cluster, two_instances: TwoInstances
+) -> None:
     # The purge job runs every second here; the edit moves it to every 3 s.
-    env = cluster.env(redis_url=MAIN_REDIS_URL)
-    a = cluster.gunicorn("a", env=env, workers=2)
-    b = cluster.gunicorn("b", env=env, workers=2)
-    a.wait_ready(workers=2)
-    b.wait_ready(workers=2)
-    leader = wait_until(
-        lambda: live_leader_pid(cluster.job_name), timeout=TTL + MARGIN, message="nobody leads"
-    )
-    wait_until(
-        lambda: JobRun.objects.filter(job_name=PURGE, status="succeeded", pid=leader).count() >= 2,
-        timeout=MARGIN + 2,
-        message="the purge job does not run",
-    )
-    follower = b if leader in a.workers() else a
+    a, b, follower, token = two_instances.a, two_instances.b, two_instances.follower, two_instances.token
     path = f"/api/jobs/{PURGE}/"
 
     answer = follower.request("PATCH", path, token=token, json_body={"interval": 3})
