@@ -41,7 +41,7 @@ APP_LAYERS: list[Layer | str] = [
     "stayy",
     Layer(
         "config.settings", "config.env", "config.permissions", "config.errors", "config.openapi",
-        "config.pagination", "config.parsers",
+        "config.pagination",
         independent=False,
     ),
 ]  # fmt: skip

@@ -83,14 +83,22 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class StrictInputSchema(OpenApiSerializerExtension):
-    """Every strict input shape is documented as closed: ``additionalProperties: false``."""
+    """Every strict input shape is documented as closed (``additionalProperties: false``), and its free
+    text as holding no NUL, which every DRF ``CharField`` refuses."""
 
     target_class = StrictInputSerializer
     match_subclasses = True
 
     def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        return {**schema, "additionalProperties": False}
+        properties = {name: _without_nul(value) for name, value in schema.get("properties", {}).items()}
+        return {**schema, "properties": properties, "additionalProperties": False}
+
+
+def _without_nul(prop: dict[str, Any]) -> dict[str, Any]:
+    if prop.get("type") != "string" or {"pattern", "enum", "format"} & set(prop):
+        return prop
+    return {**prop, "pattern": "^[^\\u0000]*$"}
 
 
 VERSION_HELP = (

@@ -6,6 +6,7 @@ All of them are read-only: the API changes state only through the services
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -229,4 +230,5 @@ class JobEditSchema(OpenApiSerializerExtension):
     target_class = JobEditSerializer
 
     def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
-        return JOB_EDIT_SCHEMA
+        # A copy: the schema's post-processing hooks rewrite what they are given in place.
+        return copy.deepcopy(JOB_EDIT_SCHEMA)
