@@ -107,7 +107,7 @@ def job_edit(*, name: str, changes: dict[str, Any], user: Any) -> Job:
         old = dict(job.edits)
         edits, spec = _edited(base, old, changes)
         message = "Edited " + "; ".join(
-            f"{key}: {_shown(old.get(key, _from(base, key)))} → {_shown(edits[key])}" for key in changes
+            f"{key}: {_shown(old.get(key, _from(base, key)))} → {_shown(edits.get(key))}" for key in changes
         )
         catalog.save_edits(
             job, edits=edits, spec=spec, by=user.get_username(), user_id=user.pk, message=message
@@ -149,6 +149,13 @@ def _edited(
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise InvalidEdit({key: f"cannot be edited; editable: {', '.join(EDITABLE)}" for key in unknown})
+    given = {key: changes[key] for key in _SCHEDULE_KEYS if key in changes}
+    if "interval" in given and len(given) > 1:
+        # An interval with a crontab line or a time zone: refused in JOB_OVERRIDES' words.
+        try:
+            registry.override_spec(base, given)
+        except InvalidSchedule as exc:
+            raise InvalidEdit({"cron" if "cron" in given else "timezone": str(exc)}) from None
     edits = _merged(old, changes, base=base)
     errors = _edit_errors(base, edits, changes)
     if errors:

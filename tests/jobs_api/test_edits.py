@@ -84,6 +84,8 @@ def test_a_time_zone_alone_re_times_the_crontab_line_in_force(staff_client):
         ({"interval": 2.5}, "interval"),
         ({"cron": "61 * * * *"}, "cron"),
         ({"cron": "0 3 * * *", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"interval": 5, "cron": "0 3 * * *"}, "cron"),
+        ({"interval": 5, "timezone": "Europe/Riga"}, "timezone"),
     ],
 )
 def test_a_bad_value_is_a_400_naming_the_field_in_the_words_of_job_overrides(staff_client, option, field):
