@@ -96,7 +96,11 @@ class StrictInputSchema(OpenApiSerializerExtension):
 
 
 def _without_nul(prop: dict[str, Any]) -> dict[str, Any]:
-    if prop.get("type") != "string" or {"pattern", "enum", "format"} & set(prop):
+    if (
+        prop.get("type") != "string"
+        or {"pattern", "enum"} & set(prop)
+        or prop.get("format", "password") != "password"
+    ):
         return prop
     return {**prop, "pattern": "^[^\\u0000]*$"}
 
