@@ -1,7 +1,7 @@
 """No overlap across processes, for every kind of run at once.
 
-Two ``runjobs`` servers tick the slow job every second (runs of 0.7 s), while
-six ``runjobs --run`` processes and six run-now requests
+Two ``runjobs`` servers tick the slow job every second (runs of 0.5 s), while
+nine ``runjobs --run`` processes and nine run-now requests
 all try to run it at the same moments. Whatever won each time, the handler's
 own execution log shows no two executions at once, and every loser says why.
 """
@@ -37,7 +37,8 @@ def test_ticks_commands_and_run_now_requests_never_execute_at_once(cluster: Clus
     env = cluster.env(
         redis_url=MAIN_REDIS_URL,
         overrides={PURGE: {"enabled": False}, SLOW: {"enabled": True}},
-        STAYY_TEST_SLOW_SECONDS="0.7",
+        # Half of each second the job executes: claims lose and win about as often.
+        STAYY_TEST_SLOW_SECONDS="0.5",
     )
     cluster.runjobs("p", env=env)
     cluster.runjobs("q", env=env)
@@ -45,7 +46,7 @@ def test_ticks_commands_and_run_now_requests_never_execute_at_once(cluster: Clus
     wait_until(lambda: JobRun.objects.filter(job_name=SLOW, status="succeeded").exists(), timeout=MARGIN)
 
     commands = []
-    for wave in range(2):
+    for wave in range(3):
         for number in range(3):
             commands.append(
                 subprocess.Popen(
@@ -59,7 +60,9 @@ def test_ticks_commands_and_run_now_requests_never_execute_at_once(cluster: Clus
             )
             # What the API's run-now does (this process does not register the test job).
             runs.create_queued(job_name=SLOW, requested_by=f"tester-{wave}-{number}")
-        time.sleep(1.3)
+            # Spread over the second: some claims meet a tick's run, some a free slot.
+            time.sleep(0.35)
+        time.sleep(0.25)
     outcomes = [(process.wait(timeout=60), *process.communicate()) for process in commands]
     wait_until(
         lambda: not JobRun.objects.filter(job_name=SLOW, status="queued").exists(),
@@ -74,7 +77,7 @@ def test_ticks_commands_and_run_now_requests_never_execute_at_once(cluster: Clus
     assert set(codes) <= {0, 3}, outcomes
     assert all("is executing elsewhere" in err for code, _, err in outcomes if code == 3), outcomes
     manual = JobRun.objects.filter(job_name=SLOW, trigger="manual")
-    assert manual.count() == 6
+    assert manual.count() == 9
     assert all(r.status in ("succeeded", "skipped") for r in manual), [(r.status, r.error) for r in manual]
     assert all(r.error.startswith("previous run") for r in manual if r.status == "skipped")
     refused = codes.count(3) + sum(1 for r in manual if r.status == "skipped")
