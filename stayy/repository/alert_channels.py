@@ -3,6 +3,8 @@
 The webhook's body is the alert's JSON with ``sent_at`` added, signed with
 ``X-Stayy-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` under ``JOB_ALERT_WEBHOOK_SECRET``.
 Any answer but a 2xx, a timeout or a connection error is a failed attempt (:class:`SendFailed`).
+An attempt that sent the whole alert and then got no answer (a read timeout, a broken connection)
+may have been delivered: it says so (``maybe_delivered``), and is never tried again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ SIGNATURE_HEADER = "X-Stayy-Signature"
 
 
 class SendFailed(Exception):
-    """An attempt that did not deliver the alert; the message says why."""
+    """An attempt that did not deliver the alert; the message says why. ``maybe_delivered``: the
+    alert was sent whole but no answer came, so the receiver may have it."""
+
+    def __init__(self, message: str, *, maybe_delivered: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
 
 
 def signature(body: bytes, *, secret: str) -> str:
@@ -44,6 +51,9 @@ def post_webhook(body: dict[str, Any], *, url: str, secret: str, delivery_id: in
     timeout = httpx.Timeout(WEBHOOK_TIMEOUT, connect=WEBHOOK_CONNECT_TIMEOUT)
     try:
         response = httpx.post(url, content=raw, headers=headers, timeout=timeout, follow_redirects=False)
+    except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+        # The request went out whole; whether the receiver acted on it is unknown.
+        raise SendFailed(f"{type(exc).__name__}: {exc}", maybe_delivered=True) from None
     except httpx.HTTPError as exc:
         raise SendFailed(f"{type(exc).__name__}: {exc}") from None
     if not 200 <= response.status_code < 300:

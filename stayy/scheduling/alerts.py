@@ -250,7 +250,8 @@ def deliver_due(*, limit: int = 100) -> int:
         except alert_channels.SendFailed as exc:
             age = (cluster_clock.now() - row.created_at).total_seconds()
             retry_at = cluster_clock.now() + timedelta(seconds=retry_delay(row.attempts))
-            give_up = age + retry_delay(row.attempts) > RETRY_FOR
+            # At most once: an alert that may have arrived is not sent again.
+            give_up = exc.maybe_delivered or age + retry_delay(row.attempts) > RETRY_FOR
             alert_rows.mark_attempt_failed(row.pk, error=str(exc), retry_at=None if give_up else retry_at)
             log = logger.error if give_up else logger.warning
             log(

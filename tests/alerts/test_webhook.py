@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from stayy import services
 from stayy.models import AlertDelivery, JobRun
-from stayy.repository import runs
+from stayy.repository import alert_channels, runs
 from stayy.scheduling import alerts, runner
 from tests.alerts.conftest import SECRET
 from tests.jobs.support import wait_until
@@ -89,6 +89,24 @@ def test_a_receiver_answering_500_is_tried_again_after_the_backoff(make_job, web
     assert json.loads(second.body)["run"] == json.loads(first.body)["run"]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_error) == ("delivered", 2, "")
+
+
+def test_a_receiver_that_took_the_alert_but_did_not_answer_in_time_never_gets_it_again(
+    make_job, webhook, quick_retries, monkeypatch
+):
+    monkeypatch.setattr(alert_channels, "WEBHOOK_TIMEOUT", 0.5)
+    make_job(JOB, failing)
+    services.job_run_in_process(name=JOB)
+    webhook.delay = 1.5  # answers after the sender stopped waiting
+
+    assert alerts.deliver_due() == 0
+    time.sleep(2 * alerts.RETRY_FIRST_DELAY + webhook.delay)
+    assert alerts.deliver_due() == 0
+
+    (delivery,) = deliveries()
+    assert (delivery.status, delivery.attempts) == ("failed", 1)
+    assert "ReadTimeout" in delivery.last_error
+    assert len(webhook.requests) == 1, "an alert that may have arrived was sent again"
 
 
 def test_a_delivery_is_given_up_an_hour_after_its_event(make_job, webhook, quick_retries, monkeypatch):
