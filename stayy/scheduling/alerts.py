@@ -193,6 +193,8 @@ def check_overdue(specs: Iterable[JobSpec]) -> int:
 
 def run_started(spec: JobSpec) -> str | None:
     """Check in ``in_progress`` with the job's Sentry monitor (if Sentry is on); returns the id."""
+    if not cron_monitors.enabled():
+        return None
     schedule = spec.schedule
     config = cron_monitors.monitor_config(
         interval=getattr(schedule, "seconds", None),
