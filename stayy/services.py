@@ -358,10 +358,18 @@ class JobsDashboard:
     leader: LeaderLease | None
     lease_backend: str
     stats_window: timedelta
+    timeline: JobsTimeline
 
 
-def jobs_dashboard(*, chart_runs: int = 50, stats_window: timedelta = timedelta(hours=24)) -> JobsDashboard:
-    """Every registered job with its stats over ``stats_window`` and its newest ``chart_runs`` runs.
+def jobs_dashboard(
+    *,
+    chart_runs: int = 50,
+    stats_window: timedelta = timedelta(hours=24),
+    timeline_window: timedelta = timedelta(hours=1),
+    timeline_runs: int = 400,
+) -> JobsDashboard:
+    """Every registered job with its stats over ``stats_window``, its newest ``chart_runs`` runs, and
+    the timeline of the last ``timeline_window`` (at most ``timeline_runs`` runs a job).
 
     A fixed number of queries however long the run history is (one more per job
     to make sure its catalog row exists, as :func:`job_list` does).
@@ -369,12 +377,16 @@ def jobs_dashboard(*, chart_runs: int = 50, stats_window: timedelta = timedelta(
     jobs = job_list()
     names = [job.name for job in jobs]
     stats = run_queries.run_stats(names, since=timezone.now() - stats_window)
-    recent = run_queries.recent_runs(names, limit=chart_runs)
+    recent = run_queries.recent_runs(names, limit=max(chart_runs, timeline_runs))
     return JobsDashboard(
-        jobs=[JobOverview(job=job, stats=stats[job.name], recent_runs=recent[job.name]) for job in jobs],
+        jobs=[
+            JobOverview(job=job, stats=stats[job.name], recent_runs=recent[job.name][:chart_runs])
+            for job in jobs
+        ],
         leader=leader_get(),
         lease_backend=lease_backend(),
         stats_window=stats_window,
+        timeline=_timeline(recent, window=timeline_window),
     )
 
 
@@ -402,18 +414,22 @@ _LEADER_TRIGGERS = (JobRun.Trigger.SCHEDULE, JobRun.Trigger.MANUAL, JobRun.Trigg
 
 
 def jobs_timeline(*, window: timedelta = timedelta(hours=1), per_job: int = 400) -> JobsTimeline:
-    """Every registered job's runs over the last ``window`` (at most its newest ``per_job``), from every
-    host, and where the leader changed: a leader executes the scheduled, manual and retried runs, so
-    a new host and pid among them, in start order, is a new leader."""
+    """Every registered job's runs over the last ``window`` (at most its newest ``per_job``)."""
+    names = [job.name for job in job_list()]
+    return _timeline(run_queries.recent_runs(names, limit=per_job), window=window)
+
+
+def _timeline(recent: dict[str, list[JobRun]], *, window: timedelta) -> JobsTimeline:
+    """The runs of ``recent`` (newest first, by job) that overlap the last ``window``, from every host,
+    and where the leader changed: a leader executes the scheduled, manual and retried runs, so a new
+    host and pid among them, in start order, is a new leader."""
     end = timezone.now()
     start = end - window
-    names = [job.name for job in job_list()]
-    recent = run_queries.recent_runs(names, limit=per_job)
     runs: dict[str, list[JobRun]] = {}
-    for name in names:
+    for name, newest_first in recent.items():
         shown = [
             run
-            for run in recent[name]
+            for run in newest_first
             if run.started_at is not None and (run.finished_at or end) >= start and run.started_at <= end
         ]
         runs[name] = sorted(shown, key=lambda run: run.started_at or end)

@@ -114,7 +114,7 @@ def dashboard_view(model_admin: JobsModelAdmin, request: HttpRequest) -> HttpRes
         "chart_runs": CHART_RUNS,
         "can_operate": model_admin.has_operate_permission(request),
         "changelist_url": reverse("admin:stayy_job_changelist"),
-        "timeline": timeline_svg(services.jobs_timeline()),
+        "timeline": timeline_svg(dashboard.timeline),
     }
     return render(request, "admin/stayy/job/dashboard.html", context)
 
