@@ -130,25 +130,6 @@ class UserCreateSerializer(StrictInputSerializer):
     is_staff = StrictBooleanField(required=False, default=False)
 
 
-class UserUpdateSerializer(StrictInputSerializer):
-    version = serializers.IntegerField(min_value=1, required=False, help_text=VERSION_HELP)
-    email = serializers.EmailField(
-        max_length=254, required=False, help_text="Not of a mirrored user (the sync sets it): 409."
-    )
-    display_name = serializers.CharField(
-        max_length=150,
-        required=False,
-        allow_blank=True,
-        help_text="Not of a mirrored user (the sync sets it): 409.",
-    )
-    is_active = StrictBooleanField(
-        required=False,
-        help_text="`false` deactivates the user here, and the sync keeps it so; `true` lifts that"
-        " (409 for a mirror the upstream deleted).",
-    )
-    is_staff = StrictBooleanField(required=False)
-
-
 class ProfileUpdateSerializer(StrictInputSerializer):
     version = serializers.IntegerField(min_value=1, required=False, help_text=VERSION_HELP)
     email = serializers.EmailField(
@@ -160,6 +141,17 @@ class ProfileUpdateSerializer(StrictInputSerializer):
         allow_blank=True,
         help_text="Not of a mirrored user (the sync sets it): 409.",
     )
+
+
+class UserUpdateSerializer(ProfileUpdateSerializer):
+    """What staff may change of a user: the profile's fields, and whether it is active or staff."""
+
+    is_active = StrictBooleanField(
+        required=False,
+        help_text="`false` deactivates the user here, and the sync keeps it so; `true` lifts that"
+        " (409 for a mirror the upstream deleted).",
+    )
+    is_staff = StrictBooleanField(required=False)
 
 
 class AuthTokenSerializer(serializers.Serializer):
