@@ -6,7 +6,8 @@ directory) and its own ``redis-server`` on free ports, so faults never touch
 the servers of your environment, then gunicorn with embedded jobs on, HTTP
 load, and the fault. It prints the figures of each run (load held, faults
 injected, duplicates, lost runs, errors) and the properties that did not
-hold. The same scenarios run short in the test suite (``tests/faults/``).
+hold. The scenarios are :mod:`harness.faults.scenarios`; the test suite runs
+them short (``tests/faults/``).
 
 Exit status: 0 every property held, 1 some did not, 2 the run could not start.
 See ``scripts/README.md``.
@@ -35,7 +36,9 @@ def _django_setup() -> None:
     # This process only reads the private database (through an alias of its own); its default
     # database is never used. Debug lets it start without a secret key; the servers it starts
     # run with debug off.
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.cluster.settings"
+    from harness.cluster import SETTINGS_MODULE
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
     os.environ.setdefault("DJANGO_DEBUG", "1")
     import django
 
@@ -43,8 +46,8 @@ def _django_setup() -> None:
 
 
 def _run(name: str, args: argparse.Namespace, postgres: Any, workdir: Path) -> Any:
-    from tests.faults import scenarios
-    from tests.faults.rig import close_rig, open_rig
+    from harness.faults import scenarios
+    from harness.faults.rig import close_rig, open_rig
 
     reports = []
     variants = ["killed", "hung"] if name == "redis-outage" else [""]
@@ -89,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks stop what we started
 
     _django_setup()
-    from tests.faults.rig import prepare_template
-    from tests.faults.services import PostgresServer
+    from harness.faults.rig import prepare_template
+    from harness.faults.servers import PostgresServer
 
     workdir = Path(tempfile.mkdtemp(prefix="stayy-faults-"))
     print(f"faults: {', '.join(names)}; logs in {workdir}", flush=True)

@@ -16,18 +16,12 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
+from harness.cluster import MARGIN, PURGE, TTL
+from harness.cluster.evidence import live_leader_pid
+from harness.cluster.processes import Cluster, Gunicorn
 from stayy.models import JobRun
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    MARGIN,
-    PURGE,
-    TTL,
-    Cluster,
-    Gunicorn,
-    live_leader_pid,
-    wait_until,
-)
-from tests.support import api_token, grant_staff_api
+from tests.cluster.support import MAIN_REDIS_URL, database_url
+from tests.support import api_token, grant_staff_api, wait_until
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -47,7 +41,10 @@ _failed = pytest.StashKey[bool]()
 def cluster(request: pytest.FixtureRequest, transactional_db: None, tmp_path: Path) -> Iterator[Cluster]:
     """Processes sharing one ``JOB_NAME`` of their own, so leases of tests never collide."""
     cluster = Cluster(
-        tmp_path=tmp_path, job_name=f"cluster-{uuid.uuid4().hex[:12]}", exec_log=tmp_path / "exec.log"
+        tmp_path=tmp_path,
+        job_name=f"cluster-{uuid.uuid4().hex[:12]}",
+        exec_log=tmp_path / "exec.log",
+        database_url=database_url(),
     )
     try:
         yield cluster

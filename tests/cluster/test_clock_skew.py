@@ -19,19 +19,16 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from stayy.models import JobRun, LeaderLease
-from tests.cluster.harness import (
-    MARGIN,
-    PURGE,
-    SLOW,
-    TTL,
-    Cluster,
+from harness.cluster import MARGIN, PURGE, SLOW, TTL
+from harness.cluster.evidence import (
     assert_executed_once_per_tick,
     live_leader_pid,
     schedule_since,
     tick_accounting,
-    wait_until,
 )
+from harness.cluster.processes import Cluster
+from stayy.models import JobRun, LeaderLease
+from tests.support import wait_until
 
 SHIM_SOURCE = Path(__file__).parent / "clockshift" / "shift_realtime.c"
 

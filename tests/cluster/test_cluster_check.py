@@ -13,7 +13,9 @@ from types import ModuleType
 
 import pytest
 
-from tests.cluster.harness import MAIN_REDIS_URL, MARGIN, PROJECT_DIR, STALE_AFTER, TTL, database_url
+from harness.cluster import MARGIN, STALE_AFTER, TTL
+from tests.cluster.support import MAIN_REDIS_URL, database_url
+from tests.support import PROJECT_DIR
 
 SCRIPT = PROJECT_DIR / "scripts" / "cluster_check.py"
 

@@ -14,21 +14,13 @@ import time
 
 import pytest
 
+from harness.cluster import MARGIN, PURGE, SLOW, TTL
+from harness.cluster.evidence import assert_no_concurrent_executions, exec_intervals, live_leader_pid
+from harness.cluster.processes import Cluster
 from stayy.models import JobRun
 from stayy.repository import runs
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    MARGIN,
-    PROJECT_DIR,
-    PURGE,
-    SLOW,
-    TTL,
-    Cluster,
-    assert_no_concurrent_executions,
-    exec_intervals,
-    live_leader_pid,
-    wait_until,
-)
+from tests.cluster.support import MAIN_REDIS_URL
+from tests.support import PROJECT_DIR, wait_until
 
 
 @pytest.mark.processes

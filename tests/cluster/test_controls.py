@@ -12,16 +12,12 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from harness.cluster import MARGIN, PURGE
+from harness.cluster.evidence import live_leader_pid, tick_accounting
+from harness.cluster.processes import Cluster
 from stayy.models import JobRun
 from tests.cluster.conftest import TwoInstances
-from tests.cluster.harness import (
-    MARGIN,
-    PURGE,
-    Cluster,
-    live_leader_pid,
-    tick_accounting,
-    wait_until,
-)
+from tests.support import wait_until
 
 #: The leader polls the controls every half second; "within 2 s" leaves room for a tick in flight.
 CONTROL_BOUND = 2.0

@@ -20,20 +20,17 @@ import redis
 from django.db import connection
 from django.utils import timezone
 
-from stayy.models import JobRun
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    MARGIN,
-    PURGE,
-    SLOW,
-    TTL,
-    Cluster,
+from harness.cluster import MARGIN, PURGE, SLOW, TTL
+from harness.cluster.evidence import (
     assert_executed_once_per_tick,
     live_leader_pid,
     schedule_since,
     tick_accounting,
-    wait_until,
 )
+from harness.cluster.processes import Cluster
+from stayy.models import JobRun
+from tests.cluster.support import MAIN_REDIS_URL
+from tests.support import wait_until
 
 OUTAGE = 10.0
 

@@ -18,17 +18,8 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from stayy.models import JobRun
-from stayy.scheduling.leadership import CANDIDATE_POLL
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    MARGIN,
-    PURGE,
-    REAP_SLACK,
-    SLOW,
-    STALE_AFTER,
-    TTL,
-    Cluster,
+from harness.cluster import MARGIN, PURGE, REAP_SLACK, SLOW, STALE_AFTER, TTL
+from harness.cluster.evidence import (
     assert_executed_once_per_tick,
     assert_no_concurrent_executions,
     exec_intervals,
@@ -36,8 +27,12 @@ from tests.cluster.harness import (
     schedule_since,
     scheduled_rows,
     tick_accounting,
-    wait_until,
 )
+from harness.cluster.processes import Cluster
+from stayy.models import JobRun
+from stayy.scheduling.leadership import CANDIDATE_POLL
+from tests.cluster.support import MAIN_REDIS_URL
+from tests.support import wait_until
 
 #: ``JOB_LEASE_TTL`` when it is not set.
 DEFAULT_TTL = 4.0

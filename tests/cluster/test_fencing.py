@@ -19,19 +19,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from harness.cluster import MARGIN, PURGE, REAP_SLACK, SLOW, STALE_AFTER, TTL
+from harness.cluster.evidence import live_leader_pid
+from harness.cluster.processes import Cluster
 from stayy.models import JobRun
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    MARGIN,
-    PURGE,
-    REAP_SLACK,
-    SLOW,
-    STALE_AFTER,
-    TTL,
-    Cluster,
-    live_leader_pid,
-    wait_until,
-)
+from tests.cluster.support import MAIN_REDIS_URL
+from tests.support import wait_until
 
 STEP = 0.2
 

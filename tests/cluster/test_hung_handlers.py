@@ -15,18 +15,12 @@ import time
 
 import pytest
 
+from harness.cluster import MARGIN, PURGE, SLOW, TTL
+from harness.cluster.evidence import live_leader_pid
+from harness.cluster.processes import Cluster
 from stayy.models import JobRun
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    MARGIN,
-    PROJECT_DIR,
-    PURGE,
-    SLOW,
-    TTL,
-    Cluster,
-    live_leader_pid,
-    wait_until,
-)
+from tests.cluster.support import MAIN_REDIS_URL
+from tests.support import PROJECT_DIR, wait_until
 
 TIMEOUT, GRACE = 1.0, 1.5
 

@@ -15,9 +15,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from harness.cluster import PURGE
+from harness.cluster.evidence import live_leader_pid
+from harness.cluster.processes import Cluster
 from stayy.models import JobRun
 from tests.cluster.conftest import TwoInstances
-from tests.cluster.harness import PURGE, Cluster, live_leader_pid
 
 #: The leader polls the catalog every half second; a tick in flight may take as long again.
 EDIT_BOUND = 2.0

@@ -17,23 +17,19 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from stayy.models import JobRun
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    MARGIN,
-    PURGE,
-    SLOW,
-    TTL,
-    Cluster,
-    ServiceProcess,
+from harness.cluster import MARGIN, PURGE, SLOW, TTL
+from harness.cluster.evidence import (
     assert_executed_once_per_tick,
     assert_no_concurrent_executions,
     exec_intervals,
     live_leader_pid,
     schedule_since,
     tick_accounting,
-    wait_until,
 )
+from harness.cluster.processes import Cluster, ServiceProcess
+from stayy.models import JobRun
+from tests.cluster.support import MAIN_REDIS_URL
+from tests.support import wait_until
 
 
 def _start_pair(

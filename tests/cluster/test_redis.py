@@ -13,15 +13,8 @@ import pytest
 import redis
 from django.utils import timezone
 
-from stayy.models import JobRun
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    MARGIN,
-    PURGE,
-    SLOW,
-    TTL,
-    Cluster,
-    Gunicorn,
+from harness.cluster import MARGIN, PURGE, SLOW, TTL
+from harness.cluster.evidence import (
     assert_executed_once_per_tick,
     assert_no_concurrent_executions,
     exec_intervals,
@@ -29,8 +22,11 @@ from tests.cluster.harness import (
     live_leader_pid,
     schedule_since,
     tick_accounting,
-    wait_until,
 )
+from harness.cluster.processes import Cluster, Gunicorn
+from stayy.models import JobRun
+from tests.cluster.support import MAIN_REDIS_URL
+from tests.support import wait_until
 
 
 def _assert_every_tick_once(cluster: Cluster, *, start: datetime, end: datetime) -> None:

@@ -10,16 +10,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from harness.cluster import SLOW, TTL
+from harness.cluster.evidence import live_leader_pid
+from harness.cluster.processes import Cluster
 from stayy.models import JobRun
-from tests.cluster.harness import (
-    MAIN_REDIS_URL,
-    PROJECT_DIR,
-    SLOW,
-    TTL,
-    Cluster,
-    live_leader_pid,
-    wait_until,
-)
+from tests.cluster.support import MAIN_REDIS_URL
+from tests.support import PROJECT_DIR, wait_until
 
 
 def _runjobs(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:

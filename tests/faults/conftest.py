@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from pytest_django.plugin import DjangoDbBlocker
 
+from harness.faults.rig import Rig, close_rig, open_rig, prepare_template
+from harness.faults.servers import PostgresServer, RedisServer
 from tests.faults.partition import Partition, network_partition
-from tests.faults.rig import Rig, close_rig, open_rig, prepare_template
-from tests.faults.services import PostgresServer, RedisServer
 
 _failed = pytest.StashKey[bool]()
 

@@ -9,8 +9,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.faults import procstats
-from tests.faults.load import Answer, HttpLoad, failures_outside, statuses
+from harness.faults import procstats
+from harness.faults.load import Answer, HttpLoad, failures_outside, statuses
 
 
 def test_rss_of_this_process() -> None:

@@ -34,12 +34,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from stayy.models import JobRun
-from tests.cluster.harness import (
-    MARGIN,
-    PURGE,
-    SLOW,
-    TTL,
+from harness.cluster import MARGIN, PURGE, SLOW, TTL
+from harness.cluster.evidence import (
     assert_executed_once_per_tick,
     assert_no_concurrent_executions,
     exec_intervals,
@@ -47,12 +43,13 @@ from tests.cluster.harness import (
     schedule_since,
     scheduled_rows,
     tick_accounting,
-    wait_until,
 )
-from tests.faults.load import Answer, HttpLoad, statuses
+from harness.faults.load import Answer, HttpLoad, statuses
+from harness.faults.rig import ALIAS, PRODUCTION, Rig
+from harness.faults.scenarios import Report
+from stayy.models import JobRun
 from tests.faults.partition import Partition
-from tests.faults.rig import ALIAS, PRODUCTION, Rig
-from tests.faults.scenarios import Report
+from tests.support import wait_until
 
 WORKERS = 2
 #: Threads per gunicorn worker (``GUNICORN_THREADS``); as many clients call A's database endpoint.

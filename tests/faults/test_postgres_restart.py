@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults import scenarios
-from tests.faults.rig import Rig
+from harness.faults import scenarios
+from harness.faults.rig import Rig
 
 
 @pytest.mark.processes

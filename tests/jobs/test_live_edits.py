@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from harness.cluster.evidence import tick_accounting
 from stayy import services
 from stayy.models import JobRun
-from tests.cluster.harness import tick_accounting
 from tests.jobs.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

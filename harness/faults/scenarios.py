@@ -5,7 +5,7 @@ lease in the rig's private Redis) against the rig's private PostgreSQL
 database, puts HTTP load on it, injects its fault, and returns a
 :class:`Report`: the figures of the run and the list of properties that did
 not hold (empty: all held). Tests assert the list is empty; the script prints
-both. Time bounds derive from the cluster harness's TTL, stale bound and
+both. Time bounds derive from :mod:`harness.cluster`'s TTL, stale bound and
 margin.
 
 * :func:`postgres_restart` — PostgreSQL restarted while a job runs.
@@ -31,31 +31,24 @@ from typing import Any
 from django.db import DatabaseError
 from django.utils import timezone
 
-from stayy.models import JobRun
-from tests.cluster.harness import (
-    MARGIN,
-    PURGE,
-    REAP_SLACK,
-    SLOW,
-    STALE_AFTER,
-    TTL,
-    Gunicorn,
-    ServiceProcess,
-    Timeout,
+from harness.cluster import MARGIN, PURGE, REAP_SLACK, SLOW, STALE_AFTER, TTL
+from harness.cluster.evidence import (
     assert_executed_once_per_tick,
     assert_no_concurrent_executions,
     exec_intervals,
-    free_port,
     live_leader_pid,
     logged_starts,
     schedule_since,
     scheduled_rows,
     tick_accounting,
-    wait_until,
 )
-from tests.faults import procstats
-from tests.faults.load import Answer, HttpLoad, failures_outside, rate, statuses
-from tests.faults.rig import ALIAS, PRODUCTION, Rig
+from harness.cluster.processes import Gunicorn, ServiceProcess
+from harness.faults import procstats
+from harness.faults.load import Answer, HttpLoad, failures_outside, rate, statuses
+from harness.faults.rig import ALIAS, PRODUCTION, Rig
+from harness.ports import free_port
+from harness.waiting import Timeout, wait_until
+from stayy.models import JobRun
 
 REFRESH = "users.refresh_user_stats"
 SYNC = "users.sync_third_party_users"

@@ -8,8 +8,7 @@ persistence on a free port; both can be stopped and started again on the same
 port. PostgreSQL refuses to run as root: as root its programs run as the
 ``postgres`` user (``runuser``).
 
-Nothing here imports Django: ``scripts/faults.py`` uses this module before it
-sets Django up.
+Nothing here imports Django.
 """
 
 from __future__ import annotations

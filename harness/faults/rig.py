@@ -16,10 +16,10 @@ from pathlib import Path
 import dj_database_url
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
+from knox.models import AuthToken
 
-from tests.cluster.harness import Cluster
-from tests.faults.services import PostgresServer, RedisServer
-from tests.support import api_token
+from harness.cluster.processes import Cluster
+from harness.faults.servers import PostgresServer, RedisServer
 from users.models import User
 
 ALIAS = "faults"
@@ -82,7 +82,8 @@ class Rig:
             is_staff=staff,
             is_superuser=staff,
         )
-        return api_token(user, using=ALIAS)
+        _, token = AuthToken.objects.db_manager(ALIAS).create(user=user)
+        return str(token)
 
 
 def open_rig(postgres: PostgresServer, *, workdir: Path, redis: RedisServer | None = None) -> Rig:

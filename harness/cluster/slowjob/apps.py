@@ -1,9 +1,9 @@
-"""App configuration of the test-only slow job (its ``jobs.py`` is found by the job registry)."""
+"""App configuration of the harness-only slow job (its ``jobs.py`` is found by the job registry)."""
 
 from django.apps import AppConfig
 
 
 class SlowJobConfig(AppConfig):
-    name = "tests.cluster.slowjob"
+    name = "harness.cluster.slowjob"
     label = "stayy_test_slowjob"
     verbose_name = "Stayy test slow job"

@@ -1,1 +1,0 @@
-"""A test-only app with one slow job, installed only by ``tests.cluster.settings``."""
