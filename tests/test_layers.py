@@ -23,17 +23,28 @@ A layer may import any layer below it, and a layer of several modules may import
 unless it is marked independent. Every module sits in exactly one layer (a package's own
 ``__init__`` that imports nothing may hold layers instead), so a new module fails here until
 it is placed.
+
+Around the service, the scripts, the benchmarks and the harness they share with the tests never
+import the tests package, nor name one of its modules as a dotted path (a settings module): what
+they share with the tests lives in ``harness``. That check reads their sources (``scripts`` is no
+package).
 """
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import grimp
 import pytest
 from grimp import Layer
 
 PACKAGES = ("config", "stayy", "users", "upstream_demo")
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+#: Folders of development tooling that must stand without the tests.
+TOOLING = ("scripts", "bench", "harness")
 
 APP_LAYERS: list[Layer | str] = [
     Layer("config.urls", "config.wsgi", "config.asgi", independent=False),
@@ -164,6 +175,22 @@ def unplaced(graph: grimp.ImportGraph, layers: Sequence[Layer | str], package: s
     return problems
 
 
+def imports_of_the_tests(source: str, filename: str) -> list[str]:
+    """Where ``source`` imports the ``tests`` package or names one of its modules as a dotted string
+    (a settings module, an argument of ``import_module``), as ``file:line name``."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source, filename=filename)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value] if re.fullmatch(r"tests(\.\w+)+", node.value) else []
+        found += [(node.lineno, name) for name in names if _within(name, "tests")]
+    return [f"{filename}:{line} {name}" for line, name in sorted(found)]
+
+
 # --- the service's imports -------------------------------------------------------------------------
 
 
@@ -187,6 +214,18 @@ def test_views_and_admin_reach_the_runtime_through_services(graph: grimp.ImportG
 def test_no_import_cycles(graph: grimp.ImportGraph) -> None:
     found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(found)
+
+
+# --- the tooling around the service ---------------------------------------------------------------
+
+
+def test_scripts_benchmarks_and_the_harness_never_import_the_tests() -> None:
+    sources = [path for folder in TOOLING for path in sorted((PROJECT_DIR / folder).rglob("*.py"))]
+    assert PROJECT_DIR / "scripts" / "faults.py" in sources  # the walk found the tooling at all
+    problems = []
+    for path in sources:
+        problems += imports_of_the_tests(path.read_text(), str(path.relative_to(PROJECT_DIR)))
+    assert not problems, "move what these need from tests/ to harness/:\n" + "\n".join(problems)
 
 
 # --- the checks themselves, on a graph made up here -------------------------------------------------
@@ -234,3 +273,20 @@ def test_the_checks_pass_a_graph_that_keeps_the_rules() -> None:
     assert cycles(graph) == []
     assert forbidden_imports(graph, ["app.admin", "app.views"], ["app.repository"]) == []
     assert unplaced(graph, layers, "app") == []
+
+
+def test_the_tooling_check_names_imports_of_the_tests_and_their_dotted_paths() -> None:
+    source = (
+        "import os, tests.support\n"
+        "from tests.faults import rig\n"
+        "from testsuite import helpers\n"
+        "from . import sibling\n"
+        "SETTINGS = 'tests.cluster.settings'\n"
+        "DOC = 'the short runs are in tests/faults/'\n"
+    )
+    assert imports_of_the_tests(source, "x.py") == [
+        "x.py:1 tests.support",
+        "x.py:2 tests.faults",
+        "x.py:5 tests.cluster.settings",
+    ]
+    assert imports_of_the_tests("import testsuite\nfrom harness import ports\n", "y.py") == []
