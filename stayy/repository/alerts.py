@@ -165,7 +165,10 @@ def mark_overdue(job_name: str) -> bool:
 
 def claim_due() -> AlertDelivery | None:
     """Take the oldest alert due for sending (``pending`` → ``sending``, one more attempt); ``None``
-    if there is none. Concurrent senders skip each other's rows (``SKIP LOCKED``)."""
+    if there is none. Concurrent senders skip each other's rows (``SKIP LOCKED``); on SQLite, which
+    has no row locks, the transaction holds the database's write lock from its start
+    (``IMMEDIATE``), so claims take turns, and the update still takes the row only if it is
+    ``pending``."""
     now = cluster_clock.now()
     with transaction.atomic():
         row = (

@@ -1,13 +1,17 @@
 """The alert webhook: the body and its signature, retries with backoff, at most once under two
-senders, the storm cap with its summary, and delivery by a leader off the run's thread."""
+senders (threads, and processes on PostgreSQL and SQLite), the storm cap with its summary, and
+delivery by a leader off the run's thread."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -18,11 +22,22 @@ from stayy.models import AlertDelivery, JobRun
 from stayy.repository import alert_channels, runs
 from stayy.scheduling import alerts, runner
 from tests.alerts.conftest import SECRET
-from tests.jobs.support import wait_until
+from tests.jobs.support import PROJECT_DIR, subprocess_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 JOB = "tests.alerting"
+BOTH = pytest.mark.parametrize(
+    "database", [pytest.param("postgresql"), pytest.param("sqlite", marks=pytest.mark.sqlite)]
+)
+#: A sender process: says it is ready, waits for a line on stdin, sends the due alerts, says how many.
+SENDER = """
+import sys
+from stayy.scheduling import alerts
+print("ready", flush=True)
+sys.stdin.readline()
+print("delivered", alerts.deliver_due(), flush=True)
+"""
 
 
 def failing(ctx):
@@ -37,7 +52,10 @@ def deliveries(**filters) -> list[AlertDelivery]:
     return list(AlertDelivery.objects.filter(job_name=JOB, **filters).order_by("id"))
 
 
-def test_a_failed_run_is_posted_once_with_the_documented_body_signed_over_the_raw_bytes(make_job, webhook):
+@BOTH
+def test_a_failed_run_is_posted_once_with_the_documented_body_signed_over_the_raw_bytes(
+    make_job, webhook, database
+):
     make_job(JOB, failing)
     run = services.job_run_in_process(name=JOB)
     assert [d.status for d in deliveries()] == ["pending"]  # recorded at the run's end, not sent there
@@ -150,6 +168,56 @@ def test_two_concurrent_senders_deliver_each_alert_exactly_once(webhook, setting
     ids = [request.headers["X-Stayy-Delivery"] for request in webhook.requests]
     assert len(ids) == 30 and len(set(ids)) == 30
     assert {(d.status, d.attempts) for d in deliveries()} == {("delivered", 1)}
+
+
+@BOTH
+@pytest.mark.processes
+def test_two_sender_processes_deliver_each_alert_exactly_once(webhook, settings, tmp_path, database):
+    settings.STAYY = {**settings.STAYY, "ALERT_MAX_PER_HOUR": 1000}
+    events = 100  # enough that two senders racing for one row (a claim that is not exclusive) meet
+    for number in range(events):
+        alerts.raise_event(job_name=JOB, event=AlertDelivery.Event.JOB_OVERDUE, detail=f"event {number}")
+    webhook.delay = 0.01
+    env = subprocess_env(
+        JOB_ALERT_WEBHOOK_URL=webhook.url, JOB_ALERT_WEBHOOK_SECRET=SECRET, DJANGO_ADMINS=None
+    )
+    logs = [tmp_path / "sender-a.log", tmp_path / "sender-b.log"]
+    senders: list[subprocess.Popen[str]] = []
+    try:
+        for log in logs:
+            with log.open("wb") as stderr:
+                senders.append(
+                    subprocess.Popen(
+                        [sys.executable, "manage.py", "shell", "--no-imports", "-c", SENDER],
+                        cwd=PROJECT_DIR,
+                        env=env,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr,
+                        text=True,
+                    )
+                )
+        for sender, log in zip(senders, logs, strict=True):
+            assert sender.stdout is not None and sender.stdout.readline() == "ready\n", log.read_text()
+        for sender in senders:  # both start claiming at the same moment
+            assert sender.stdin is not None
+            sender.stdin.write("go\n")
+            sender.stdin.flush()
+        outputs = [sender.communicate(timeout=60)[0] for sender in senders]
+    finally:
+        for sender in senders:
+            sender.kill()
+            sender.wait(10)
+    assert [sender.returncode for sender in senders] == [0, 0], [log.read_text() for log in logs]
+    delivered = [int(output.split()[-1]) for output in outputs]
+
+    arrived = Counter(body["text"].rsplit(": ", 1)[1] for body in bodies(webhook))
+    twice = {text: count for text, count in arrived.items() if count > 1}
+    assert not twice, f"alerts that arrived more than once: {twice}"
+    assert set(arrived) == {f"event {number}" for number in range(events)}
+    assert {(d.status, d.attempts) for d in deliveries()} == {("delivered", 1)}
+    assert sum(delivered) == events
+    assert all(count > 0 for count in delivered), f"one sender did all the work: {delivered}"
 
 
 def test_past_the_hourly_cap_one_summary_is_sent_and_the_rest_held_back(make_job, webhook, settings):
