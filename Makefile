@@ -38,8 +38,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# scripts/ is no package: mypy reads each of its files as a top-level module.
 typecheck: install
-	DJANGO_DEBUG=1 $(BIN)/mypy config stayy users upstream_demo bench gunicorn.conf.py
+	DJANGO_DEBUG=1 $(BIN)/mypy config stayy users upstream_demo bench harness scripts gunicorn.conf.py
 
 # Benchmarks (not tests; bench/README.md): PostgreSQL database stayy_bench, Redis db 15.
 # Each prints a results block; pass options with BENCH_ARGS="--users 10000".

@@ -244,7 +244,11 @@ def run_check(args: argparse.Namespace) -> int:
                 f"{instance.name} was not serving (log: {instance.log_path})",
             )
         first_leader = _wait(lambda: _leader(job_name), ttl + 5, "no process took the lease")
-        since = Job.objects.get(name=JOB).schedule_since
+        since: datetime = _wait(
+            lambda: Job.objects.filter(name=JOB).values_list("schedule_since", flat=True).first(),
+            ttl + 5,
+            "the leader did not schedule the job",
+        )
         start = max(since, timezone.now()) + timedelta(seconds=1)
         print(f"cluster_check: {args.instances} instance(s) x {args.workers} worker(s), JOB_NAME={job_name}")
         print(f"  logs in {workdir}")

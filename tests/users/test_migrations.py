@@ -1,4 +1,5 @@
-"""Upgrading a database that holds data: a migration that cannot apply stops with one clear line."""
+"""Upgrading a database that holds data: a migration that cannot apply stops with one clear line;
+a data migration changes the database being migrated, never the default one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from django.core.management import call_command
+from django.db import connection, connections
+from django.db.migrations.loader import MigrationLoader
 
+from harness.faults.rig import register_database, unregister_database
 from tests.jobs.support import run_manage, subprocess_env
 from tests.support import child_database_url
 
@@ -90,3 +95,47 @@ def test_inactive_mirrors_start_as_deleted_upstream_and_the_migration_reverses(d
     back = run_manage("migrate", "users", "0007", env=env)
     assert back.returncode == 0, back.stderr
     assert "[ ] 0008_user_local_decisions" in run_manage("showmigrations", "users", env=env).stdout
+
+
+#: The alias of the database that :func:`migrated_alias` migrates in this process.
+MIGRATED = "migrated"
+
+
+@pytest.fixture(scope="module")
+def migrated_alias(django_db_setup: None) -> Iterator[str]:
+    """An empty PostgreSQL database, reachable in this process as the alias :data:`MIGRATED`.
+
+    Module-scoped so the alias exists before a test's database setup, which then lets the test
+    (``django_db(databases=...)``) use it."""
+    name = f"{connection.settings_dict['NAME']}_migrated_{uuid.uuid4().hex[:8]}"
+    test_database_url = child_database_url()
+    with psycopg.connect(test_database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    register_database(MIGRATED, test_database_url.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        yield MIGRATED
+    finally:
+        unregister_database(MIGRATED)
+        with psycopg.connect(test_database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.django_db(databases=["default", MIGRATED])
+def test_the_deleted_upstream_data_migration_changes_the_database_being_migrated(
+    migrated_alias, django_user_model
+):
+    here = django_user_model.objects.create_user(
+        username="mirror", email="mirror@example.org", source="third_party", is_active=False
+    )
+    call_command("migrate", "users", "0007", database=migrated_alias, interactive=False, verbosity=0)
+    state = MigrationLoader(connections[migrated_alias]).project_state(("users", "0007_api_tokens_hashed"))
+    state.apps.get_model("users", "User").objects.using(migrated_alias).create(
+        username="mirror", email="mirror@example.org", source="third_party", is_active=False
+    )
+
+    call_command("migrate", "users", "0008", database=migrated_alias, interactive=False, verbosity=0)
+
+    there = django_user_model.objects.using(migrated_alias).filter(username="mirror")
+    assert list(there.values_list("upstream_deleted", flat=True)) == [True]
+    here.refresh_from_db()
+    assert here.upstream_deleted is False, "the migration of another database changed the default one"

@@ -15,7 +15,8 @@ from django.db import migrations, models
 
 def inactive_mirrors_deleted_upstream(apps: Any, schema_editor: Any) -> None:
     User = apps.get_model("users", "User")
-    User.objects.filter(source="third_party", is_active=False).update(upstream_deleted=True)
+    users = User.objects.using(schema_editor.connection.alias)
+    users.filter(source="third_party", is_active=False).update(upstream_deleted=True)
 
 
 class Migration(migrations.Migration):
