@@ -7,10 +7,16 @@ process of its own (so its peak RSS is its own) starting from an empty users
 table, and reports the seconds spent in the sync (not Django's start-up):
 
 1. ``copy`` — fetch + parse the pages with the service's client, ``COPY`` them into a bare table;
-2. ``product`` — ``user_sync_from_upstream`` into the empty table (the first sync);
-3. ``product`` again after the upstream changed 1% of its users (the incremental sync);
-4. ``naive`` — the same pages with one ``update_or_create`` per record;
-5. ``product`` over ``--big-users`` users, for the peak RSS (streamed pages: about the same as for 100k).
+2. ``runjobs`` — the job as a user runs it from a terminal,
+   ``manage.py runjobs --run users.sync_third_party_users``, at the service's
+   defaults (only ``THIRD_PARTY_USERS_URL`` set: no pause between pages outside
+   a serving process); its seconds are its run row's, ``started_at`` to
+   ``finished_at``, and the command's wall time is shown beside them. It must
+   end ``succeeded`` with every live upstream user mirrored, or the benchmark fails;
+3. ``product`` — ``user_sync_from_upstream`` called directly into the empty table (the first sync);
+4. ``product`` again after the upstream changed 1% of its users (the incremental sync);
+5. ``naive`` — the same pages with one ``update_or_create`` per record;
+6. ``product`` over ``--big-users`` users, for the peak RSS (streamed pages: about the same as for 100k).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +81,82 @@ def run_child(mode: str, *, upstream_url: str, out: Path, page_size: int, limit:
     return result
 
 
+SYNC_JOB = "users.sync_third_party_users"
+
+
+def run_job_command(*, upstream_url: str, out: Path, users: int) -> dict[str, Any]:
+    """``manage.py runjobs --run users.sync_third_party_users`` in a child process, at the defaults.
+
+    Beside the environment of every bench process, only ``THIRD_PARTY_USERS_URL``
+    is set (any other ``THIRD_PARTY_USERS_*`` of this process is not passed on),
+    so the page size, the pause and the rest are the service's defaults. The
+    seconds are the run row's (``started_at`` to ``finished_at``); ``wall`` is
+    the command's, Django's start-up included. Exits the benchmark unless the
+    run succeeded and the users table holds every live upstream user.
+    """
+    from django.db.models import Max
+
+    from stayy.models import JobRun
+    from upstream_demo.dataset import generate
+    from users.models import User
+    from users.services.sync import SYNC_COUNTERS
+
+    inherited = {key: None for key in os.environ if key.startswith("THIRD_PARTY_USERS_")}
+    env = common.service_env(**inherited, THIRD_PARTY_USERS_URL=upstream_url)
+    last_run = JobRun.objects.aggregate(last=Max("pk"))["last"] or 0
+    log_path = out / "child-runjobs.log"
+    argv = [common.PYTHON, "manage.py", "runjobs", "--run", SYNC_JOB]
+    started = time.perf_counter()
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(argv, cwd=common.PROJECT_DIR, env=env, stdout=log_file, stderr=log_file)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    output = log_path.read_text(errors="replace")
+    named = re.search(rf"^{re.escape(SYNC_JOB)}: \w+ in \d+ ms \(run (\d+)\)", output, re.MULTILINE)
+    run = JobRun.objects.filter(pk=int(named.group(1))).first() if named else None
+    if run is None or run.pk <= last_run or run.job_name != SYNC_JOB:
+        raise SystemExit(
+            f"bench: runjobs --run {SYNC_JOB} exited {proc.returncode} without a run of its own; "
+            f"its output ({log_path}):\n{output[-3000:]}"
+        )
+    if proc.returncode != 0 or run.status != JobRun.Status.SUCCEEDED:
+        raise SystemExit(
+            f"bench: runjobs --run {SYNC_JOB}: run {run.pk} is {run.status} (exit {proc.returncode})"
+            f"{': ' + run.error if run.error else ''}; see {log_path}"
+        )
+    assert run.started_at is not None and run.finished_at is not None
+    live = {record.id for record in generate(users) if not record.deleted}
+    mirrored = set(
+        User.objects.filter(source=User.Source.THIRD_PARTY, is_active=True).values_list(
+            "external_id", flat=True
+        )
+    )
+    rows = User.objects.count()
+    if mirrored != live or rows != len(live):
+        raise SystemExit(
+            f"bench: after runjobs --run {SYNC_JOB} the users table holds {rows:,} rows, "
+            f"{len(mirrored & live):,} of the {len(live):,} live upstream users "
+            f"({len(live - mirrored):,} missing, {len(mirrored - live):,} unknown); see {log_path}"
+        )
+    counts = run.summary
+    result: dict[str, Any] = {
+        "records": sum(value for key, value in counts.items() if key in SYNC_COUNTERS[1:]),
+        "counts": counts,
+        "seconds": (run.finished_at - run.started_at).total_seconds(),
+        "duration_ms": run.duration_ms,
+        "wall": wall,
+        "run": run.pk,
+        "max_rss_mib": usage.ru_maxrss / 1024,
+    }
+    result["rate"] = result["records"] / result["seconds"]
+    common.log(
+        f"runjobs: run {run.pk} {run.status}, {result['records']} records in {result['seconds']:.2f} s "
+        f"({result['rate']:.0f}/s; command {wall:.2f} s), peak RSS {result['max_rss_mib']:.0f} MiB {counts}"
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,7 +167,12 @@ def main() -> None:
     )
     parser.add_argument("--naive-limit", type=int, default=0, help="Records for the naive baseline (0: all).")
     parser.add_argument("--changed-share", type=float, default=0.01)
-    parser.add_argument("--page-size", type=int, default=500, help="As the job uses (the service default).")
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=500,
+        help="As the job uses (the service default); the runjobs variant always runs the job's own.",
+    )
     args = parser.parse_args()
 
     out = common.run_dir("sync")
@@ -103,6 +192,8 @@ def main() -> None:
         reset_tables()
         copy = run_child("copy", **child)
         reset_tables()
+        job = run_job_command(upstream_url=url, out=out, users=args.users)
+        reset_tables()
         first = run_child("product", **child)
         touched = common.upstream_post(url, "/v1/_admin/touch", {"share": args.changed_share, "seed": 1})
         incremental = run_child("product", **child)
@@ -121,6 +212,10 @@ def main() -> None:
         f"Benchmark 1: sync throughput ({args.users:,} upstream users, pages of {args.page_size})"
     )
     results.add("product first sync", f"{first['rate']:,.0f} rec/s ({first['seconds']:.1f} s)")
+    results.add(
+        "runjobs --run, defaults",
+        f"{job['rate']:,.0f} rec/s ({job['seconds']:.1f} s in the run, {job['wall']:.1f} s command)",
+    )
     results.add("baseline (b) fetch + COPY", f"{copy['rate']:,.0f} rec/s ({copy['seconds']:.1f} s)")
     results.add(
         "baseline (a) naive update_or_create", f"{naive['rate']:,.0f} rec/s ({naive['records']:,} records)"
@@ -129,6 +224,8 @@ def main() -> None:
     vs_copy = first["rate"] / copy["rate"]
     results.add("product / naive", f"{vs_naive:.1f}x", ">= 25x", vs_naive >= 25)
     results.add("product / fetch+COPY", f"{vs_copy:.0%}", ">= 60%", vs_copy >= 0.6)
+    job_vs_copy = job["rate"] / copy["rate"]
+    results.add("runjobs --run / fetch+COPY", f"{job_vs_copy:.0%}", ">= 40%", job_vs_copy >= 0.4)
     speedup = first["seconds"] / incremental["seconds"]
     results.add(
         f"incremental after {len(touched['touched']):,} changed",
@@ -147,6 +244,11 @@ def main() -> None:
         "Variants run one after another against the same demo upstream, each in its own process "
         "from an empty table; the baselines fetch and parse with the service's own client, so the ratios "
         "compare what is done with the pages."
+    )
+    results.note(
+        f"runjobs --run: `manage.py runjobs --run {SYNC_JOB}` with only THIRD_PARTY_USERS_URL set "
+        f"(run {job['run']}, succeeded, {job['counts'].get('created', 0):,} created); its time is the run "
+        "row's, started_at to finished_at; the command's wall time adds Django's start-up."
     )
     if args.naive_limit:
         results.note(
