@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
 from stayy.models import AlertDelivery, Job, JobRun
 from stayy.repository.clock import cluster_clock
@@ -124,8 +124,16 @@ class OverdueCandidate:
 
 def overdue_candidates(names: Iterable[str], *, now: datetime) -> list[OverdueCandidate]:
     """Of the jobs ``names`` (enabled, not paused, scheduled, not yet reported overdue), those whose
-    newest success, or the start of their schedule if later, is older than their ``alert_after``."""
-    jobs = list(
+    newest success, or the start of their schedule if later, is older than their ``alert_after``.
+
+    One query: each job's newest success is read along its history index.
+    """
+    newest_success = (
+        JobRun.objects.filter(job_name=OuterRef("name"), status=JobRun.Status.SUCCEEDED)
+        .order_by("-scheduled_for", "-id")
+        .values("finished_at")[:1]
+    )
+    jobs = (
         Job.objects.filter(
             name__in=list(names),
             paused=False,
@@ -133,19 +141,12 @@ def overdue_candidates(names: Iterable[str], *, now: datetime) -> list[OverdueCa
             schedule_since__isnull=False,
             overdue_alerted_at__isnull=True,
             alert_after__isnull=False,
-        ).values_list("name", "schedule_since", "alert_after")
-    )
-    if not jobs:
-        return []
-    found = []
-    for name, schedule_since, alert_after in jobs:
-        # Newest first along the job's history index: it stops at the newest success.
-        last = (
-            JobRun.objects.filter(job_name=name, status=JobRun.Status.SUCCEEDED)
-            .order_by("-scheduled_for", "-id")
-            .values_list("finished_at", flat=True)
-            .first()
         )
+        .annotate(last_success_at=Subquery(newest_success))
+        .values_list("name", "schedule_since", "alert_after", "last_success_at")
+    )
+    found = []
+    for name, schedule_since, alert_after, last in jobs:
         since = max(t for t in (last, schedule_since) if t is not None)
         if now - since > timedelta(seconds=alert_after or 0):
             found.append(OverdueCandidate(name=name, last_success_at=last, since=since))
