@@ -191,10 +191,13 @@ def mark_resumed(name: str, *, now: datetime) -> None:
 
 
 def set_next_run_times(next_runs: dict[str, datetime | None]) -> None:
-    current = dict(Job.objects.filter(name__in=next_runs).values_list("name", "next_run_at"))
-    for name, next_run in next_runs.items():
-        if name in current and current[name] != next_run:
-            Job.objects.filter(name=name).update(next_run_at=next_run)
+    """Store each job's next fire time: one read, and one write for all that changed."""
+    changed = []
+    for job in Job.objects.filter(name__in=next_runs).only("name", "next_run_at"):
+        if job.next_run_at != next_runs[job.name]:
+            job.next_run_at = next_runs[job.name]
+            changed.append(job)
+    Job.objects.bulk_update(changed, ["next_run_at"])
 
 
 def with_last_run() -> list[Job]:
