@@ -14,6 +14,8 @@ import os
 import socket
 import traceback as traceback_module
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -22,7 +24,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Max, Q, Value
 from django.db.models.functions import Concat, Now
 
-from stayy.models import JobRun
+from stayy.models import Job, JobRun
 from stayy.repository.clock import cluster_clock
 
 HOST = socket.gethostname()
@@ -30,6 +32,12 @@ ERROR_MAX_CHARS = 2000
 TRACEBACK_MAX_CHARS = 20000
 
 Status = JobRun.Status
+
+
+def _refusable() -> AbstractContextManager[object]:
+    """Around a write that a unique index may refuse: a savepoint inside a transaction, so that a
+    refusal leaves the transaction usable; nothing in autocommit, where it leaves nothing to undo."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def _where() -> dict[str, Any]:
@@ -95,7 +103,7 @@ def claim_tick(*, job_name: str, scheduled_for: datetime) -> JobRun | None:
     for _ in range(CLAIM_ATTEMPTS):
         run = running_run(job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE)
         try:
-            with transaction.atomic():
+            with _refusable():
                 run.save(force_insert=True)
         except IntegrityError:
             if tick_has_row(job_name=job_name, scheduled_for=scheduled_for):
@@ -117,7 +125,7 @@ def tick_has_row(*, job_name: str, scheduled_for: datetime) -> bool:
 def _insert_tick_row(*, job_name: str, scheduled_for: datetime, **fields: Any) -> bool:
     """Insert a row of a tick that does not run now; ``False`` if a unique index refused it."""
     try:
-        with transaction.atomic():
+        with _refusable():
             JobRun.objects.create(
                 job_name=job_name, scheduled_for=scheduled_for, trigger=JobRun.Trigger.SCHEDULE, **fields
             )
@@ -179,7 +187,7 @@ def create_started(*, job_name: str, trigger: str, requested_by: str = "", force
     )
     run.forced = forced
     try:
-        with transaction.atomic():
+        with _refusable():
             run.save(force_insert=True)
     except IntegrityError:
         raise JobExecuting(executing_run(job_name=job_name)) from None
@@ -217,7 +225,7 @@ def queue_retry(run: JobRun, *, not_before: datetime) -> JobRun | None:
     """Queue the next attempt of ``run`` (a failed, timed-out or lost one), to start at ``not_before``
     or later; ``None`` if it already has one."""
     try:
-        with transaction.atomic():
+        with _refusable():
             return JobRun.objects.create(
                 job_name=run.job_name,
                 scheduled_for=run.scheduled_for,
@@ -244,7 +252,7 @@ def claim_queued(run_id: int, *, job_name: str) -> bool:
     Raises :class:`JobExecuting` if another run of the job executes (the request stays queued).
     """
     try:
-        with transaction.atomic():
+        with _refusable():
             return bool(
                 JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
                     status=Status.RUNNING,
@@ -301,6 +309,15 @@ def _finished_fields(run: JobRun, now: datetime) -> dict[str, Any]:
     return {"finished_at": now, "duration_ms": max(0, int((now - started).total_seconds() * 1000))}
 
 
+@dataclass(frozen=True)
+class Ended:
+    """What :func:`finish` did: ``own`` if the row was still the run's own (and is now closed),
+    ``job_alerting`` if the run's job was failing or overdue then (a success is a recovery)."""
+
+    own: bool
+    job_alerting: bool = False
+
+
 def finish(
     run: JobRun,
     *,
@@ -309,11 +326,11 @@ def finish(
     error: str = "",
     exc: BaseException | None = None,
     log: str = "",
-) -> bool:
-    """Close a run whose handler returned; ``False`` if its row is no longer its own (closed by a
-    reaper or at shutdown), which is then left as it is (see :func:`note_late_end`). A run
-    already closed as timed out keeps its status (and gets the summary and the log the handler
-    wrote until it returned).
+) -> Ended:
+    """Close a run whose handler returned. A row that is no longer the run's own (closed by a
+    reaper or at shutdown) is left as it is (see :func:`note_late_end`). A run already closed as
+    timed out keeps its status (and gets the summary and the log the handler wrote until it
+    returned). The same statement reads whether the run's job is failing or overdue.
 
     One plain ``UPDATE`` (every run of every job ends here; benchmark 4b in bench/README.md
     weighs it against the ORM's). Every ``CASE`` reads the row as it was before the
@@ -336,7 +353,8 @@ def finish(
     )
     with connection.cursor() as cursor:
         cursor.execute(_finish_sql(tuple(values)), params)
-        return cursor.rowcount == 1
+        row = cursor.fetchone()
+    return Ended(own=row is not None, job_alerting=row is not None and bool(row[0]))
 
 
 def note_late_end(run_id: int, note: str) -> None:
@@ -356,9 +374,14 @@ def _finish_sql(closing: tuple[str, ...]) -> str:
         for name in closing
     ]
     assignments += [f"{quote(name)} = %({name})s" for name in ("active", "summary", "log")]
+    runs, jobs = quote(JobRun._meta.db_table), quote(Job._meta.db_table)
+    job_alerting = (
+        f"SELECT {quote('alerting_since')} IS NOT NULL OR {quote('overdue_alerted_at')} IS NOT NULL "
+        f"FROM {jobs} WHERE {jobs}.{quote('name')} = {runs}.{quote('job_name')}"
+    )
     return (
-        f"UPDATE {quote(JobRun._meta.db_table)} SET {', '.join(assignments)} "
-        f"WHERE {quote('id')} = %(id)s AND {quote('active')}"
+        f"UPDATE {runs} SET {', '.join(assignments)} "
+        f"WHERE {quote('id')} = %(id)s AND {quote('active')} RETURNING ({job_alerting})"
     )
 
 

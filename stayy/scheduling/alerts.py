@@ -140,9 +140,11 @@ def raise_event(*, job_name: str, event: str, run: JobRun | None = None, detail:
             )
 
 
-def run_ended(*, job_name: str, run_id: int, status: str) -> None:
+def run_ended(*, job_name: str, run_id: int, status: str, job_alerting: bool = True) -> None:
     """The hook at a run's end (its end stored; an atomic run's transaction committed): a failure
     or a timeout raises its alert, and the first success after failures raises ``job.recovered``.
+    ``job_alerting`` is whether the job was failing or overdue when the end was stored (read with
+    it); a success of a job that was not is no recovery, and costs no write.
 
     Never raises: an alert that cannot be recorded is logged, and the run is not affected.
     """
@@ -153,7 +155,7 @@ def run_ended(*, job_name: str, run_id: int, status: str) -> None:
             if alert_rows.raised(event=event, run_id=run_id):
                 return  # a timeout is raised at its deadline or when its handler returns, once
             raise_event(job_name=job_name, event=event, run=alert_rows.get_run(run_id))
-        elif status == Status.SUCCEEDED and alert_rows.clear_alerting(job_name):
+        elif status == Status.SUCCEEDED and job_alerting and alert_rows.clear_alerting(job_name):
             raise_event(job_name=job_name, event=Event.JOB_RECOVERED, run=alert_rows.get_run(run_id))
     except DatabaseError as exc:
         logger.error("alert of run %s of %s not recorded: %s", run_id, job_name, exc)

@@ -171,9 +171,9 @@ def run_manual(spec: JobSpec, run_id: int) -> None:
 
 def _record_outcome(
     ctx: JobContext, run: JobRun, *, status: str, error: str, exc: BaseException | None, log: str
-) -> bool:
-    """Store how a run ended, retrying through a short database outage; ``False`` if the row was no
-    longer the run's own (or could not be written).
+) -> runs.Ended:
+    """Store how a run ended, retrying through a short database outage; not ``own`` if the row was
+    no longer the run's own (or could not be written).
 
     The first attempt uses the connection as the run left it: the claim used
     it just before the handler, and checking it first (Django's health check)
@@ -185,16 +185,16 @@ def _record_outcome(
     summary = json_safe(ctx.summary)
     for delay in FINISH_RETRY_DELAYS:
         try:
-            if runs.finish(run, status=status, summary=summary, error=error, exc=exc, log=log):
-                return True
-            _note_late_end(ctx, run, status=status, error=error, summary=summary)
-            return False
+            ended = runs.finish(run, status=status, summary=summary, error=error, exc=exc, log=log)
+            if not ended.own:
+                _note_late_end(ctx, run, status=status, error=error, summary=summary)
+            return ended
         except DatabaseError as db_error:
             ctx.logger.warning("outcome %s not recorded yet (%s); retrying in %g s", status, db_error, delay)
             time.sleep(delay)
             close_old_connections()
     ctx.logger.error("outcome %s of run %s not recorded: the database stayed unreachable", status, run.pk)
-    return False
+    return runs.Ended(own=False)
 
 
 def _note_late_end(ctx: JobContext, run: JobRun, *, status: str, error: str, summary: dict[str, Any]) -> None:
@@ -252,8 +252,8 @@ class _Outcome:
     status: str
     error: str = ""
     exc: BaseException | None = None
-    #: The run's end is already stored (an atomic run's, with its writes).
-    recorded: bool = False
+    #: The run's end, if already stored (an atomic run's, with its writes).
+    ended: runs.Ended | None = None
 
 
 def _call(spec: JobSpec, ctx: JobContext) -> _Outcome:
@@ -292,14 +292,15 @@ def _call_atomically(
             if outcome.status != Status.SUCCEEDED or timed_out.is_set():
                 raise _RollBack(outcome)
             summary = json_safe(ctx.summary)
-            if not runs.finish(run, status=Status.SUCCEEDED, summary=summary, log=run_log.text()):
+            ended = runs.finish(run, status=Status.SUCCEEDED, summary=summary, log=run_log.text())
+            if not ended.own:
                 raise _RollBack(_Outcome(Status.FAILED, "lost: its run row was closed by another process"))
     except _RollBack as undo:
         ctx.logger.info("the run's writes were rolled back")
         return undo.outcome
     except DatabaseError as exc:  # the commit failed (the server ended the session, say)
         return _Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}", exc)
-    return _Outcome(Status.SUCCEEDED, recorded=True)
+    return _Outcome(Status.SUCCEEDED, ended=ended)
 
 
 #: Outcomes a job's ``retries`` apply to (a lost run is failed).
@@ -419,14 +420,14 @@ def execute(
     if timed_out.is_set():
         status = Status.TIMED_OUT
     try:
-        own = outcome.recorded or _record_outcome(
+        ended = outcome.ended or _record_outcome(
             ctx, run, status=status, error=error, exc=exc_info, log=run_log.text()
         )
     finally:
         tracker.unregister(run.pk)
-    if own:
-        alerts.run_ended(job_name=spec.name, run_id=run.pk, status=status)
-    if own and status in RETRIED:
+    if ended.own:
+        alerts.run_ended(job_name=spec.name, run_id=run.pk, status=status, job_alerting=ended.job_alerting)
+    if ended.own and status in RETRIED:
         retry_later(run.pk)
     duration_s = time.monotonic() - ctx.started_monotonic
     alerts.run_checked_out(spec, check_in, status=status, duration=duration_s)
