@@ -174,8 +174,7 @@ class Dataset:
                 stamp += 1
                 self._by_id[user] = new
                 touched.append(new)
-            # One pass over the feed, not one list deletion per user: touching
-            # 1 % of a million users stays well under a second.
+            # One pass over the feed, not one list deletion per user.
             moved = {record.id for record in touched}
             self._keys = [key for key in self._keys if key[1] not in moved]
             self._keys.extend(record.key for record in touched)

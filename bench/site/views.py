@@ -1,19 +1,28 @@
-"""The baseline of benchmark 3: the first page of users with ``values()`` + ``JsonResponse``, by hand.
+"""Benchmark 3's comparisons: the first page of users by hand, and through DRF's plain ``ModelSerializer``.
+
+``users_baseline`` answers with ``values()`` + ``JsonResponse``, by hand.
 
 It does the same work as ``GET /api/users/`` for a staff token: one token
 lookup, the count, 50 rows, the same fields and envelope (count, next,
 previous, results) — and nothing else (no DRF request/response objects,
-no serializer, no filter backends). Bench-only code: not part of the service.
+no serializer, no filter backends). ``users_plain_drf`` is the service's own
+list view with the user serializer built on DRF's ``ModelSerializer`` instead
+of ``FastModelSerializer``: the same fields, the same answer. Bench-only code:
+not part of the service.
 """
 
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 from knox.auth import TokenAuthentication
+from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from users.models import User
 from users.serializers import UserSerializer
+from users.views import UserViewSet
 
 PAGE_SIZE = 50
 FIELDS = tuple(UserSerializer.Meta.fields)  # the API's own fields, so both answer the same rows
@@ -32,3 +41,20 @@ def users_baseline(request: HttpRequest) -> JsonResponse:
     rows = list(User.objects.order_by("id").values(*FIELDS)[:PAGE_SIZE])
     next_url = request.build_absolute_uri("?page=2") if count > PAGE_SIZE else None
     return JsonResponse({"count": count, "next": next_url, "previous": None, "results": rows})
+
+
+class PlainUserSerializer(serializers.ModelSerializer[User]):
+    class Meta:
+        model = User
+        fields = UserSerializer.Meta.fields
+        read_only_fields = fields
+
+
+class PlainUserViewSet(UserViewSet):
+    def list(self, request: Request) -> Response:
+        users = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(users)
+        return self.get_paginated_response(PlainUserSerializer(page, many=True).data)
+
+
+users_plain_drf = PlainUserViewSet.as_view({"get": "list"})

@@ -1,9 +1,8 @@
 """Run deadlines: one thread per process waits for all of them.
 
-A ``threading.Timer`` per run started a thread on the path between a tick's
-claim and its handler, and ``Thread.start()`` waits until the new thread runs:
-with ten ticks due at once on two cores that was milliseconds of each tick's
-lateness. Here one daemon thread keeps the deadlines in a heap; a deadline
+A ``threading.Timer`` per run would start a thread on the path between a
+tick's claim and its handler, and ``Thread.start()`` waits until the new
+thread runs. Here one daemon thread keeps the deadlines in a heap; a deadline
 that passes starts a thread of its own for its callback (a timeout is rare,
 and its callback may wait on the database), so one slow callback never delays
 another deadline. The thread starts on first use (again in a forked child).
