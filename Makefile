@@ -29,7 +29,7 @@ test: install test-postgres test-sqlite
 
 test-postgres: install
 	DJANGO_DEBUG=1 DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		$(BIN)/pytest -m "not sqlite" --timeout=300 $(PYTEST_ARGS)
+		$(BIN)/pytest -m "not sqlite" --timeout=300 --durations=25 $(PYTEST_ARGS)
 
 test-sqlite: install
 	DJANGO_DEBUG=1 DATABASE_URL= REDIS_URL= $(BIN)/pytest -m sqlite --timeout=300 $(PYTEST_ARGS)
