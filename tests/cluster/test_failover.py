@@ -50,7 +50,7 @@ def _assert_ticks_accounted(cluster: Cluster, *, start: datetime, end: datetime)
 
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(("backend", "window"), [("redis", 20), ("database", 10)])
+@pytest.mark.parametrize(("backend", "window"), [("redis", 10), ("database", 10)])
 def test_one_run_per_tick_and_failover(cluster: Cluster, backend: str, window: int) -> None:
     env = cluster.env(
         redis_url=MAIN_REDIS_URL if backend == "redis" else "",
