@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -117,13 +117,7 @@ def assert_executed_once_per_tick(
         for (trigger, when), n in logged_starts(cluster.records(), job).items()
         if trigger == "schedule" and start <= datetime.fromisoformat(when) <= end
     }
-    twice = {when: n for when, n in started.items() if n > 1}
-    if twice:
-        raise AssertionError(f"{job}: ticks executed more than once (log lines 'run started'): {twice}")
-    if set(started) != set(row_ticks):
-        raise AssertionError(
-            f"{job}: executions logged {sorted(set(started) ^ set(row_ticks))} disagree with the run rows"
-        )
+    _check_executions(job, started, row_ticks, what="executions logged ('run started')")
     if job == SLOW:
         execs = Counter(
             e["scheduled_for"]
@@ -132,14 +126,20 @@ def assert_executed_once_per_tick(
             and e["trigger"] == "schedule"
             and start <= datetime.fromisoformat(e["scheduled_for"]) <= end
         )
-        twice = {when: n for when, n in execs.items() if n > 1}
-        if twice:
-            raise AssertionError(f"{job}: handler executed more than once for ticks {twice}")
-        if set(execs) != set(row_ticks):
-            raise AssertionError(
-                f"{job}: handler executions {sorted(set(execs) ^ set(row_ticks))} disagree with the run rows"
-            )
+        _check_executions(job, execs, row_ticks, what="handler executions")
     return len(rows)
+
+
+def _check_executions(
+    job: str, counted: Mapping[str, int], row_ticks: Mapping[str, int], *, what: str
+) -> None:
+    """Each tick counted at most once, and exactly the ticks whose rows say they executed."""
+    twice = {when: n for when, n in counted.items() if n > 1}
+    if twice:
+        raise AssertionError(f"{job}: {what} more than once for ticks {twice}")
+    if set(counted) != set(row_ticks):
+        differing = sorted(set(counted) ^ set(row_ticks))
+        raise AssertionError(f"{job}: {what} {differing} disagree with the run rows")
 
 
 def exec_intervals(
