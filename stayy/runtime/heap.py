@@ -2,7 +2,7 @@
 
 A full (generation 2) collection walks every object the collector tracks, and
 no thread of the process runs meanwhile. With Django, DRF and the app loaded
-that is about 100,000 objects, so every request in flight in that worker
+that is many thousands of objects, so every request in flight in that worker
 waits for the walk. A job that allocates a lot, like a full sync of the
 users, brings full collections on every few seconds. The objects loaded at
 startup (modules, classes, settings, URL patterns) live as long as the

@@ -1,8 +1,8 @@
 """Long-lived threads for ticks and manual runs, which keep their database connections between runs.
 
-A thread and a PostgreSQL connection opened per tick made every tick late by
-the thread start and the connection handshake (ten ticks due at once paid it
-ten times over). Here a task goes to an idle thread if there is one and to a
+A thread and a PostgreSQL connection opened per tick would make every tick
+late by the thread start and the connection handshake (ten ticks due at once
+would pay it ten times over). Here a task goes to an idle thread if there is one and to a
 new thread otherwise, so a tick never waits behind a long-running job of
 another (a 30-minute sync does not hold up a 1-second job), up to
 ``max_threads`` threads (each holds a database connection): past that, tasks

@@ -32,9 +32,9 @@ class NewMirror:
 def unusable_passwords(count: int) -> list[str]:
     """What ``set_unusable_password()`` stores, ``count`` times, from one ``urandom`` call.
 
-    Django draws each of the 40 random characters with its own ``choice()``:
-    over a quarter of a first sync's time went there (profiled). Only the ``!`` prefix
-    matters to Django; the random rest keeps every row different.
+    Django draws each of the 40 random characters with its own ``choice()``, a
+    large share of a first sync's time (bench/README.md, "Decisions"). Only the
+    ``!`` prefix matters to Django; the random rest keeps every row different.
     """
     random = secrets.token_urlsafe(30 * count)
     return [UNUSABLE_PASSWORD_PREFIX + random[40 * index : 40 * index + 40] for index in range(count)]
@@ -55,9 +55,8 @@ def mirrors_create(mirrors: list[NewMirror], *, synced_at: datetime, give_way: G
         return
     # COPY, not INSERT: no statement of 500 x 17 placeholders to build, send and parse.
     # The rows are written as COPY text by hand, from one %-format line with the
-    # constant fields filled in once: psycopg's write_row() cost 21 us a row in
-    # this process (profiled), a fifth of a first sync's CPU here, and escaping
-    # each value with str.translate() 9 us more.
+    # constant fields filled in once, instead of psycopg's write_row() per row, and
+    # values are escaped only on a page that needs it (bench/README.md, "Decisions").
     fields = [f for f in User._meta.concrete_fields if not f.primary_key]
     template = {f.attname: f.get_default() for f in fields}
     template.update(

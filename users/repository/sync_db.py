@@ -43,8 +43,8 @@ from users.repository.sync_copy import NewMirror, mirrors_create
 #
 # The batched UPDATE joins at most a page of rows to users by primary key. On
 # a table not analyzed yet (an incremental run right after a first sync) the
-# planner took the users table for a few rows and hashed all 98,000 mirrors
-# for each statement, many times the cost of the page's lookups.
+# planner takes the users table for a few rows and hashes every mirror for
+# each statement, many times the cost of the page's lookups.
 # A nested loop over the primary key is right for any page, so it is the only
 # join this statement may use, and its source condition is written so that no
 # index matches it (else the loop scanned the source index for each row).

@@ -33,8 +33,8 @@ class CursorLocked(Exception):
 
 
 def _locked(name: str, timeout: float) -> list[str]:
-    # Plain SQL: on the path of every page, where the ORM's query building took about
-    # half a millisecond per statement (the same as the round trip).
+    # Plain SQL: on the path of every page, where the ORM's query building costs as much as
+    # the round trip (bench/README.md, "Decisions").
     table, position, key, _ = _names()
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
