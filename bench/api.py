@@ -4,15 +4,17 @@
 
 Three endpoints run on one gunicorn (2 workers, the service's settings, jobs
 off) and answer the same staff token with the same first page of 50 users:
-the product, the same view with DRF's plain ``ModelSerializer`` in place of
-``FastModelSerializer``, and the baseline (both in bench/site/views.py). wrk
-measures each at full load, in alternating rounds; the ratios of the medians
-to the baseline are the result.
+the product (DRF's ``ModelSerializer`` and ``JSONRenderer``), the same view
+rendered by orjson (drf-orjson-renderer's ``ORJSONRenderer``), and the
+baseline (both in bench/site/views.py). wrk measures each at full load, in
+alternating rounds; the ratios of the medians to the baseline are the result.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -36,19 +38,22 @@ def main() -> None:
         server, base = load.gunicorn(stage, "gunicorn", jobs=False)
         endpoints = {
             "product": f"{base}/api/users/",
-            "drf": f"{base}/bench/users-drf/",
+            "orjson": f"{base}/bench/users-orjson/",
             "baseline": f"{base}/bench/users-baseline/",
         }
         headers = {"Authorization": f"Token {stage.token}"}
         bodies = {name: httpx.get(url, headers=headers, timeout=10).json() for name, url in endpoints.items()}
         ids = {name: [row["id"] for row in body["results"]] for name, body in bodies.items()}
-        if ids["product"] != ids["baseline"] or bodies["product"]["count"] != bodies["baseline"]["count"]:
-            raise SystemExit(f"bench: the endpoints disagree: {ids}")
-        if (bodies["drf"]["results"], bodies["drf"]["count"]) != (
-            bodies["product"]["results"],
-            bodies["product"]["count"],
+        if (ids["product"], *_count_and_links(bodies["product"])) != (
+            ids["baseline"],
+            *_count_and_links(bodies["baseline"]),
         ):
-            raise SystemExit("bench: DRF's ModelSerializer answers differently from the product")
+            raise SystemExit(f"bench: the endpoints disagree: {ids}")
+        if (bodies["orjson"]["results"], *_count_and_links(bodies["orjson"])) != (
+            bodies["product"]["results"],
+            *_count_and_links(bodies["product"]),
+        ):
+            raise SystemExit("bench: the orjson rendering answers differently from the product")
         for url in endpoints.values():  # warm-up: connections, caches, lazy imports
             common.run_wrk(url, seconds=3, connections=CONNECTIONS, token=stage.token)
         runs: dict[str, list[common.WrkResult]] = {name: [] for name in endpoints}
@@ -69,15 +74,15 @@ def main() -> None:
     errors = sum(run.errors for results in runs.values() for run in results)
     results = common.Results(f"Benchmark 3: API speed (GET /api/users/, 50 per page, {args.users:,} users)")
     labels = {
-        "product": "GET /api/users/ (FastModelSerializer)",
-        "drf": "the same with DRF's ModelSerializer",
+        "product": "GET /api/users/ (DRF ModelSerializer)",
+        "orjson": "the same with orjson rendering",
         "baseline": "baseline values() + JsonResponse",
     }
     for name, label in labels.items():
         p50 = common.median([run.p50_ms for run in runs[name]])
         p99 = common.median([run.p99_ms for run in runs[name]])
         results.add(label, f"{rps[name]:,.0f} req/s (p50 {p50:.1f} ms, p99 {p99:.1f} ms)")
-    for name in ("product", "drf"):
+    for name in ("product", "orjson"):
         ratio = rps[name] / rps["baseline"]
         results.add(f"{name} / baseline throughput", f"{ratio:.0%}", ">= 60%", ratio >= 0.6)
     results.add("errors (non-2xx, socket)", str(errors), "0", errors == 0)
@@ -87,6 +92,12 @@ def main() -> None:
         "same 50 rows, count and links."
     )
     results.print()
+
+
+def _count_and_links(body: dict[str, Any]) -> tuple[Any, ...]:
+    """The count, and the query of each link: each endpoint's links name its own path."""
+    links = (body["next"], body["previous"])
+    return (body["count"], *(None if link is None else urlsplit(link).query for link in links))
 
 
 if __name__ == "__main__":

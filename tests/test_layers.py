@@ -69,7 +69,7 @@ STAYY_LAYERS: list[Layer | str] = [
         "stayy.repository", "stayy.observability.metrics", "stayy.observability.logcontext",
         "stayy.observability.logformat",
     ),
-    Layer("stayy.models", "stayy.conf", "stayy.representation", "stayy.migration_operations"),
+    Layer("stayy.models", "stayy.conf", "stayy.migration_operations"),
 ]  # fmt: skip
 
 USERS_LAYERS: list[Layer | str] = [

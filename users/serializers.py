@@ -16,12 +16,11 @@ from django.http import QueryDict
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
-from stayy.representation import FastModelSerializer
 from users.models import User
 
 
-class UserSerializer(FastModelSerializer[User]):
-    """A user as every endpoint answers it (the list renders 50 to 200 at a time, hence the fast base)."""
+class UserSerializer(serializers.ModelSerializer[User]):
+    """A user as every endpoint answers it."""
 
     class Meta:
         model = User

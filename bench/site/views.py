@@ -1,24 +1,22 @@
-"""Benchmark 3's comparisons: the first page of users by hand, and through DRF's plain ``ModelSerializer``.
+"""Benchmark 3's comparisons: the first page of users by hand, and the product's list rendered by orjson.
 
 ``users_baseline`` answers with ``values()`` + ``JsonResponse``, by hand.
 
 It does the same work as ``GET /api/users/`` for a staff token: one token
 lookup, the count, 50 rows, the same fields and envelope (count, next,
 previous, results) — and nothing else (no DRF request/response objects,
-no serializer, no filter backends). ``users_plain_drf`` is the service's own
-list view with the user serializer built on DRF's ``ModelSerializer`` instead
-of ``FastModelSerializer``: the same fields, the same answer. Bench-only code:
-not part of the service.
+no serializer, no filter backends). ``users_orjson`` is the service's own
+list view, with its serializer, rendered by drf-orjson-renderer's
+``ORJSONRenderer`` in place of DRF's ``JSONRenderer``: the same fields, the
+same answer. Bench-only code: not part of the service.
 """
 
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from drf_orjson_renderer.renderers import ORJSONRenderer
 from knox.auth import TokenAuthentication
-from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.request import Request
-from rest_framework.response import Response
 
 from users.models import User
 from users.serializers import UserSerializer
@@ -43,18 +41,8 @@ def users_baseline(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"count": count, "next": next_url, "previous": None, "results": rows})
 
 
-class PlainUserSerializer(serializers.ModelSerializer[User]):
-    class Meta:
-        model = User
-        fields = UserSerializer.Meta.fields
-        read_only_fields = fields
+class OrjsonUserViewSet(UserViewSet):
+    renderer_classes = [ORJSONRenderer]
 
 
-class PlainUserViewSet(UserViewSet):
-    def list(self, request: Request) -> Response:
-        users = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(users)
-        return self.get_paginated_response(PlainUserSerializer(page, many=True).data)
-
-
-users_plain_drf = PlainUserViewSet.as_view({"get": "list"})
+users_orjson = OrjsonUserViewSet.as_view({"get": "list"})

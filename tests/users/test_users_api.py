@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from rest_framework.test import APIClient
 
 from users.models import User
 from users.repository import db
+from users.serializers import UserSerializer
 from users.services import accounts
 
 pytestmark = pytest.mark.django_db
@@ -54,6 +57,72 @@ def test_staff_can_list_and_read_users(staff_client, plain_user):
     assert {row["username"] for row in listing.json()["results"]} == {"staff", "plain"}
     assert detail.status_code == 200
     assert detail.json()["email"] == "plain@example.com"
+
+
+def _utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_a_user_is_answered_field_by_field_the_same_in_the_list_and_alone(staff_client, make_user):
+    """Every field, in order, with its value: timestamps in ISO 8601 UTC (microseconds kept), unset ones
+    and a local user's external id null."""
+    moment = datetime.datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=datetime.UTC)
+    local = make_user("ann", display_name="Ann Archer")
+    mirror = make_user(
+        "cat",
+        source=User.Source.THIRD_PARTY,
+        external_id="u-1",
+        is_active=False,
+        upstream_deleted=True,
+        deactivated_at=moment,
+        deactivated_by="staff",
+        last_login=moment - datetime.timedelta(days=3),
+        synced_at=moment,
+    )
+    expected = {
+        local.pk: {
+            "id": local.pk,
+            "username": "ann",
+            "email": "ann@example.com",
+            "display_name": "Ann Archer",
+            "source": "local",
+            "external_id": None,
+            "is_active": True,
+            "is_staff": False,
+            "upstream_deleted": False,
+            "deactivated_at": None,
+            "deactivated_by": "",
+            "version": 1,
+            "last_login": None,
+            "synced_at": None,
+            "created_at": _utc(local.created_at),
+            "updated_at": _utc(local.updated_at),
+        },
+        mirror.pk: {
+            "id": mirror.pk,
+            "username": "cat",
+            "email": "cat@example.com",
+            "display_name": "",
+            "source": "third_party",
+            "external_id": "u-1",
+            "is_active": False,
+            "is_staff": False,
+            "upstream_deleted": True,
+            "deactivated_at": "2026-03-04T05:06:07.890123Z",
+            "deactivated_by": "staff",
+            "version": 1,
+            "last_login": "2026-03-01T05:06:07.890123Z",
+            "synced_at": "2026-03-04T05:06:07.890123Z",
+            "created_at": _utc(mirror.created_at),
+            "updated_at": _utc(mirror.updated_at),
+        },
+    }
+
+    listed = {row["id"]: row for row in staff_client.get(USERS_URL).json()["results"]}
+    for pk, representation in expected.items():
+        alone = staff_client.get(f"{USERS_URL}{pk}/").json()
+        assert alone == listed[pk] == representation
+        assert list(alone) == list(listed[pk]) == UserSerializer.Meta.fields
 
 
 def test_no_output_exposes_the_password(staff_client, plain_user):
