@@ -175,13 +175,14 @@ class ScriptedServer:
     An action is ``"drop"`` (close the connection without answering) or
     ``(status, content_type, body)``, optionally with a dict of extra headers
     as a fourth item. Every request line is recorded, and when it came
-    (``time.monotonic()``).
+    (``times``: ``time.monotonic()``; ``clock_times``: ``time.time()``).
     """
 
     def __init__(self) -> None:
         self.script: list[Any] = []
         self.requests: list[str] = []
         self.times: list[float] = []
+        self.clock_times: list[float] = []  # the same moments on the wall clock (time.time())
         scripted = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -193,6 +194,7 @@ class ScriptedServer:
                         return
                     data += chunk
                 scripted.times.append(time.monotonic())
+                scripted.clock_times.append(time.time())
                 scripted.requests.append(data.split(b"\r\n", 1)[0].decode())
                 action = scripted.script.pop(0) if scripted.script else (404, "text/plain", b"no script")
                 if isinstance(action, str):  # "drop"
