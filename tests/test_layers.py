@@ -14,7 +14,7 @@ The rules (docs/layout.md says the same in words):
   a serving process, the HTTP side of observability) → ``services`` → ``scheduling`` (the job
   framework) → ``repository`` and the metrics and log plumbing → models and settings.
 * ``users``: views, admin, jobs, commands and their DRF helpers → ``services`` →
-  ``repository`` → models.
+  ``repository`` → models and settings.
 * Views and the admin of both apps reach I/O and the job catalog through ``stayy.services``:
   they import no repository and, of the job framework, only the pure schedule functions of
   ``stayy.scheduling.triggers``.
@@ -80,7 +80,7 @@ USERS_LAYERS: list[Layer | str] = [
     ),
     "users.services",
     "users.repository",
-    Layer("users.models", "users.pacing"),
+    Layer("users.models", "users.conf", "users.pacing"),
 ]  # fmt: skip
 
 #: Modules that reach the runtime only through ``stayy.services``, and what they may not import.

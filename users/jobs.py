@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-
 from stayy.runtime import activity
 from stayy.scheduling import JobContext, JobSkipped, job
+from users.conf import users_settings
 from users.services import accounts, sync
 
 
@@ -33,7 +32,7 @@ def sync_third_party_users(ctx: JobContext) -> dict[str, Any]:
         should_stop=lambda: ctx.cancelled,
         on_progress=ctx.report_progress,
         # Only a process that serves requests has anyone to yield to (not runjobs).
-        pause=settings.THIRD_PARTY_USERS_SYNC_PAUSE if activity.serves_requests() else 0.0,
+        pause=users_settings.third_party_sync_pause if activity.serves_requests() else 0.0,
         wait=ctx.sleep,
         give_way=activity.give_way,
     )

@@ -20,14 +20,15 @@ from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from axes.models import AccessAttempt
 from axes.signals import user_locked_out
-from django.conf import settings
 from django.db.models import Max, QuerySet, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 
+from users.conf import users_settings
+
 
 def address_failure_limit() -> int:
-    return int(settings.SIGN_IN_ADDRESS_FAILURE_LIMIT)
+    return users_settings.sign_in_address_failure_limit
 
 
 class SignInAttemptsHandler(AxesDatabaseHandler):

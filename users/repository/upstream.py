@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 import tenacity
-from django.conf import settings
 
+from users.conf import users_settings
 from users.pacing import GiveWay, giving_way, never
 from users.repository import upstream_http
 from users.repository.upstream_http import STOP_POLL_SECONDS
@@ -130,9 +130,9 @@ def fetch_changes(
 def _send_with_retries(
     request: httpx.Request, *, url: str, should_stop: Callable[[], bool]
 ) -> upstream_http.Answer:
-    max_retries: int = settings.THIRD_PARTY_USERS_MAX_RETRIES
-    base: float = settings.THIRD_PARTY_USERS_BACKOFF
-    cap: float = settings.THIRD_PARTY_USERS_BACKOFF_MAX
+    max_retries = users_settings.third_party_max_retries
+    base = users_settings.third_party_backoff
+    cap = users_settings.third_party_backoff_max
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(max_retries + 1),
         wait=_WaitRetryAfterOr(
@@ -160,7 +160,7 @@ def _send_once(request: httpx.Request, *, url: str, should_stop: Callable[[], bo
     except upstream_http.TransferStopped:
         raise UpstreamStopped("stopped during a transfer from the user service") from None
     except upstream_http.DeadlineExceeded:
-        deadline = settings.THIRD_PARTY_USERS_REQUEST_DEADLINE
+        deadline = users_settings.third_party_request_deadline
         raise _TransientError(
             f"GET {url} did not complete within {deadline:g} s (THIRD_PARTY_USERS_REQUEST_DEADLINE)", url=url
         ) from None
@@ -242,7 +242,7 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
         "%s; attempt %d of %d, retrying in %.2f s",
         failure,
         retry_state.attempt_number,
-        settings.THIRD_PARTY_USERS_MAX_RETRIES + 1,
+        users_settings.third_party_max_retries + 1,
         wait,
     )
 

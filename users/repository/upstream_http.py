@@ -27,7 +27,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from django.conf import settings
+
+from users.conf import users_settings
 
 #: How often the watchdog asks ``should_stop()``: a cancelled job's transfer ends within this.
 STOP_POLL_SECONDS = 0.05
@@ -59,7 +60,7 @@ _client_lock = threading.Lock()
 
 def base_url() -> httpx.URL:
     """``THIRD_PARTY_USERS_URL`` without its credentials (raises ``ValueError`` if unset)."""
-    url = settings.THIRD_PARTY_USERS_URL
+    url = users_settings.third_party_url
     if not url:
         raise ValueError("THIRD_PARTY_USERS_URL is not set")
     return httpx.URL(url).copy_with(username=None, password=None)
@@ -67,7 +68,8 @@ def base_url() -> httpx.URL:
 
 def shown_url(url: httpx.URL) -> str:
     """A request's URL as messages and logs show it: ``***@`` marks credentials of the setting."""
-    if settings.THIRD_PARTY_USERS_URL and httpx.URL(settings.THIRD_PARTY_USERS_URL).userinfo:
+    configured = users_settings.third_party_url
+    if configured and httpx.URL(configured).userinfo:
         return str(url.copy_with(username="***", password=None))
     return str(url)
 
@@ -79,9 +81,9 @@ def get_client() -> httpx.Client:
     it forks, and rebuilt when the process id or a setting it uses changes.
     """
     global _client, _client_key
-    url = settings.THIRD_PARTY_USERS_URL
-    connect, read = settings.THIRD_PARTY_USERS_CONNECT_TIMEOUT, settings.THIRD_PARTY_USERS_READ_TIMEOUT
-    token = settings.THIRD_PARTY_USERS_TOKEN
+    url = users_settings.third_party_url
+    connect, read = users_settings.third_party_connect_timeout, users_settings.third_party_read_timeout
+    token = users_settings.third_party_token
     key = (os.getpid(), url, connect, read, token)
     with _client_lock:
         if _client is None or _client_key != key:
@@ -111,13 +113,13 @@ def exchange(request: httpx.Request, *, should_stop: Callable[[], bool]) -> Answ
     :class:`BodyTooLarge`, or httpx's own errors (connection refused, a
     malformed answer).
     """
-    deadline_seconds: float = settings.THIRD_PARTY_USERS_REQUEST_DEADLINE
-    max_bytes: int = settings.THIRD_PARTY_USERS_MAX_PAGE_BYTES
+    deadline_seconds = users_settings.third_party_request_deadline
+    max_bytes = users_settings.third_party_max_page_bytes
     client = get_client()
     deadline = time.monotonic() + deadline_seconds
     timeout = httpx.Timeout(
-        min(settings.THIRD_PARTY_USERS_READ_TIMEOUT, deadline_seconds),
-        connect=min(settings.THIRD_PARTY_USERS_CONNECT_TIMEOUT, deadline_seconds),
+        min(users_settings.third_party_read_timeout, deadline_seconds),
+        connect=min(users_settings.third_party_connect_timeout, deadline_seconds),
     )
     with _Watchdog(deadline=deadline, should_stop=should_stop) as watchdog:
         request.extensions = {**request.extensions, "timeout": timeout.as_dict(), "trace": watchdog.trace}

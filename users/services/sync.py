@@ -17,9 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
+from users.conf import users_settings
 from users.pacing import GiveWay, TimedGiveWay, never
 from users.repository import sync_db, sync_state, sync_vacuum, upstream
 from users.services import accounts, sync_records
@@ -34,7 +34,7 @@ REJECTS_SHOWN = 20
 
 def user_sync_configured() -> bool:
     """Whether a third-party user service is configured to sync from."""
-    return bool(settings.THIRD_PARTY_USERS_URL)
+    return bool(users_settings.third_party_url)
 
 
 def user_sync_from_upstream(
