@@ -118,6 +118,8 @@ class JobRun(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="retries",
+        # The unique constraint below indexes the column already.
+        db_index=False,
         help_text="The run retried.",
     )
     not_before = models.DateTimeField(null=True, blank=True, help_text="A queued retry waits until then.")
