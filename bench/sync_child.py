@@ -110,7 +110,21 @@ def main() -> None:
     started = time.perf_counter()
     result = run(args.page_size, args.limit)
     result["seconds"] = time.perf_counter() - started
+    result["max_rss_mib"] = peak_rss_mib()
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size since it started (``VmHWM``).
+
+    Not the kernel's ``ru_maxrss`` as the parent's ``wait4`` reads it: that also counts the pages
+    the child shared with its parent between the fork and the exec, the benchmark's own.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 if __name__ == "__main__":
